@@ -1,0 +1,245 @@
+/// Writes JSON text into a reusable byte buffer, without Foundation and without allocating once
+/// the buffer has grown to its working size.
+///
+/// It is a plain appender: the caller writes keys and values in order and the writer places the
+/// commas. It does not check that the calls make well-formed JSON; ``MessageJSON`` and the tests
+/// do that. Strings are escaped per RFC 8259 (control characters, quote, backslash).
+public struct JSONWriter: Sendable {
+    /// The text written so far, UTF-8.
+    public private(set) var bytes: [UInt8]
+    /// Whether the next key or array element needs a comma before it.
+    private var needsComma = false
+
+    /// Creates a writer with `capacity` bytes reserved.
+    public init(capacity: Int = 4096) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// Empties the buffer, keeping its capacity.
+    public mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        needsComma = false
+    }
+
+    /// Appends raw bytes (a newline between records, an already rendered fragment).
+    public mutating func appendRaw(_ raw: some Sequence<UInt8>) {
+        bytes.append(contentsOf: raw)
+    }
+
+    /// Appends one raw byte.
+    public mutating func appendRaw(byte: UInt8) {
+        bytes.append(byte)
+    }
+
+    /// Ends a record: appends a newline and resets comma state.
+    public mutating func endLine() {
+        bytes.append(UInt8(ascii: "\n"))
+        needsComma = false
+    }
+
+    private mutating func separate() {
+        if needsComma { bytes.append(UInt8(ascii: ",")) }
+    }
+
+    /// `{`
+    public mutating func beginObject() {
+        separate()
+        bytes.append(UInt8(ascii: "{"))
+        needsComma = false
+    }
+
+    /// `}`
+    public mutating func endObject() {
+        bytes.append(UInt8(ascii: "}"))
+        needsComma = true
+    }
+
+    /// `[`
+    public mutating func beginArray() {
+        separate()
+        bytes.append(UInt8(ascii: "["))
+        needsComma = false
+    }
+
+    /// `]`
+    public mutating func endArray() {
+        bytes.append(UInt8(ascii: "]"))
+        needsComma = true
+    }
+
+    /// An object key (plain ASCII, not escaped) and its colon.
+    public mutating func key(_ name: StaticString, suffix: StaticString = "") {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        suffix.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        needsComma = false
+    }
+
+    /// An object key given as a String (escaped).
+    public mutating func key(_ name: String) {
+        separate()
+        writeEscaped(name.utf8)
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+    }
+
+    /// `null`
+    public mutating func null() {
+        separate()
+        bytes.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")])
+        needsComma = true
+    }
+
+    /// `true` or `false`.
+    public mutating func bool(_ value: Bool) {
+        separate()
+        if value {
+            bytes.append(contentsOf: [UInt8(ascii: "t"), UInt8(ascii: "r"), UInt8(ascii: "u"), UInt8(ascii: "e")])
+        } else {
+            bytes.append(contentsOf: [UInt8(ascii: "f"), UInt8(ascii: "a"), UInt8(ascii: "l"), UInt8(ascii: "s"), UInt8(ascii: "e")])
+        }
+        needsComma = true
+    }
+
+    /// An integer.
+    public mutating func int<T: BinaryInteger>(_ value: T) {
+        separate()
+        appendDecimal(value)
+        needsComma = true
+    }
+
+    /// A fixed-point value stored in tenths, written as a decimal with one digit after the point
+    /// (`5005` → `500.5`, `4000` → `400.0`).
+    public mutating func tenths<T: BinaryInteger>(_ value: T) {
+        separate()
+        var magnitude = value
+        if value < 0 {
+            bytes.append(UInt8(ascii: "-"))
+            magnitude = 0 - value
+        }
+        appendDecimal(magnitude / 10)
+        bytes.append(UInt8(ascii: "."))
+        bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+        needsComma = true
+    }
+
+    /// A floating-point number with up to `digits` digits after the point (derived values only;
+    /// the wire has no floats). Not-a-number and infinities are written as `null`.
+    public mutating func double(_ value: Double, digits: Int = 3) {
+        guard value.isFinite else { return null() }
+        separate()
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = (abs(value) * scale).rounded()
+        if value < 0 && scaled != 0 { bytes.append(UInt8(ascii: "-")) }
+        let whole = UInt64(scaled / scale)
+        var fraction = UInt64(scaled - Double(whole) * scale)
+        appendDecimal(whole)
+        if digits > 0 {
+            bytes.append(UInt8(ascii: "."))
+            var divisor: UInt64 = 1
+            for _ in 1..<digits { divisor *= 10 }
+            for _ in 0..<digits {
+                bytes.append(UInt8(ascii: "0") + UInt8(fraction / divisor))
+                fraction %= divisor
+                divisor /= 10
+                if divisor == 0 { break }
+            }
+        }
+        needsComma = true
+    }
+
+    /// A string from a Swift String, escaped.
+    public mutating func string(_ value: String) {
+        separate()
+        var copy = value
+        copy.withUTF8 { writeEscaped($0) }
+        needsComma = true
+    }
+
+    /// A string from raw bytes (fixed-width ASCII fields), escaped. Bytes above 0x7F are written
+    /// as `\u00XX` so the output is always valid JSON, whatever the device sent.
+    public mutating func string(bytes raw: UnsafeRawBufferPointer) {
+        separate()
+        writeEscaped(raw)
+        needsComma = true
+    }
+
+    /// A string from a static ASCII literal (no escaping needed).
+    public mutating func string(_ value: StaticString) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        value.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    /// A time in ms since the epoch as RFC 3339 UTC with milliseconds; `null` when `0` and
+    /// `absentWhenZero` (the protocol's "absent").
+    public mutating func time(ms: Int64, absentWhenZero: Bool = true) {
+        if ms == 0 && absentWhenZero { return null() }
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        RFC3339.append(ms: ms, to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    private static let hex: StaticString = "0123456789abcdef"
+
+    /// A `UInt64` as 16 lower-case hex digits in a string (too large for a JSON number).
+    public mutating func hex64(_ value: UInt64) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        Self.hex.withUTF8Buffer { digits in
+            for shift in stride(from: 60, through: 0, by: -4) {
+                bytes.append(digits[Int((value >> UInt64(shift)) & 0xF)])
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    private mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
+        if value < 0 {
+            bytes.append(UInt8(ascii: "-"))
+            // Work in the magnitude; Int64.min's magnitude fits UInt64.
+            appendDecimal(value.magnitude)
+            return
+        }
+        var v = UInt64(value)
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[19 - count] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+                count += 1
+            } while v > 0
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[(20 - count)...]))
+        }
+    }
+
+    private mutating func writeEscaped<C: Collection>(_ raw: C) where C.Element == UInt8 {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in raw {
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x20...0x7E: bytes.append(byte)
+            default:
+                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
+                Self.hex.withUTF8Buffer { digits in
+                    bytes.append(digits[Int(byte >> 4)])
+                    bytes.append(digits[Int(byte & 0xF)])
+                }
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}
