@@ -78,10 +78,10 @@ public struct JSONWriter: Sendable {
         needsComma = false
     }
 
-    /// An object key given as a String (escaped).
+    /// An object key given as a String (escaped; non-ASCII characters kept as UTF-8).
     public mutating func key(_ name: String) {
         separate()
-        writeEscaped(name.utf8)
+        writeEscaped(name.utf8, keepingUTF8: true)
         bytes.append(UInt8(ascii: ":"))
         needsComma = false
     }
@@ -127,16 +127,30 @@ public struct JSONWriter: Sendable {
     }
 
     /// A floating-point number with up to `digits` digits after the point (derived values only;
-    /// the wire has no floats). Not-a-number and infinities are written as `null`.
+    /// the wire has no floats). Not-a-number and infinities are written as `null`. A value too
+    /// large for `digits` fixed-point digits to be exact (|value| × 10^digits ≥ 2^53) is written
+    /// in Swift's shortest round-trip form (`1e+20`), which is also a JSON number.
     public mutating func double(_ value: Double, digits: Int = 3) {
         guard value.isFinite else { return null() }
         separate()
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
         let scaled = (abs(value) * scale).rounded()
+        guard scaled < 9_007_199_254_740_992 else {
+            // Beyond 2^53 the fixed-point digits are not exact, and beyond 2^64 the integer
+            // conversion below would trap.
+            bytes.append(contentsOf: value.description.utf8)
+            needsComma = true
+            return
+        }
         if value < 0 && scaled != 0 { bytes.append(UInt8(ascii: "-")) }
-        let whole = UInt64(scaled / scale)
-        var fraction = UInt64(scaled - Double(whole) * scale)
+        // Split in integers: `scaled` is an exact integer below 2^53, so no rounding can make the
+        // fraction negative.
+        var power: UInt64 = 1
+        for _ in 0..<digits { power *= 10 }
+        let units = UInt64(scaled)
+        let whole = units / power
+        var fraction = units % power
         appendDecimal(whole)
         if digits > 0 {
             bytes.append(UInt8(ascii: "."))
@@ -152,11 +166,12 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
-    /// A string from a Swift String, escaped.
+    /// A string from a Swift String, escaped. Non-ASCII characters are kept as their UTF-8 (a
+    /// Swift String is always valid UTF-8), so the JSON string means the same text.
     public mutating func string(_ value: String) {
         separate()
         var copy = value
-        copy.withUTF8 { writeEscaped($0) }
+        copy.withUTF8 { writeEscaped($0, keepingUTF8: true) }
         needsComma = true
     }
 
@@ -225,13 +240,17 @@ public struct JSONWriter: Sendable {
         }
     }
 
-    private mutating func writeEscaped<C: Collection>(_ raw: C) where C.Element == UInt8 {
+    /// Writes `raw` as a JSON string. Bytes outside 0x20–0x7E become `\u00XX` (protocol text:
+    /// each byte is one character), except that with `keepingUTF8` bytes from 0x80 up are copied
+    /// as they are (the caller guarantees valid UTF-8, as a Swift String does).
+    private mutating func writeEscaped<C: Collection>(_ raw: C, keepingUTF8: Bool = false) where C.Element == UInt8 {
         bytes.append(UInt8(ascii: "\""))
         for byte in raw {
             switch byte {
             case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
             case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
             case 0x20...0x7E: bytes.append(byte)
+            case 0x80...0xFF where keepingUTF8: bytes.append(byte)
             default:
                 bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
                 Self.hex.withUTF8Buffer { digits in

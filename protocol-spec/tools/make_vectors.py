@@ -1118,6 +1118,11 @@ def main():
             assert c["frames_delivered"] == len(v["delivered"])
     here = os.path.dirname(os.path.abspath(__file__))
     path = os.path.join(os.path.dirname(here), "vectors.json")
+    # --out PATH writes elsewhere (the test script compares a fresh copy with the committed one).
+    if len(sys.argv) == 3 and sys.argv[1] == "--out":
+        path = sys.argv[2]
+    elif len(sys.argv) != 1:
+        sys.exit("usage: make_vectors.py [--out PATH]")
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         json.dump(vectors, f, indent=1)
         f.write("\n")

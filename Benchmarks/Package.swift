@@ -1,0 +1,33 @@
+// swift-tools-version: 6.1
+//
+// Benchmarks for itb-bridge, in their own package (as swift-nio does) so that the product never
+// depends on benchmark tooling. Run from the repository root:
+//
+//   swift package --package-path Benchmarks -c release benchmark
+//
+// ordo-one/benchmark: only the MallocInterposer trait (its default traits need a package that
+// is not available on our build machines). `mallocCountTotal` is deterministic: gate on it.
+
+import PackageDescription
+
+let package = Package(
+    name: "itb-bridge-benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: "../"),
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "DecodeBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "ITBProtocol", package: "itb-bridge"),
+                .product(name: "ITBJSON", package: "itb-bridge"),
+            ],
+            path: "Benchmarks/DecodeBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    ]
+)

@@ -1,0 +1,20 @@
+# Shared helpers for the project's scripts. Source it; do not run it.
+
+# ensure_packages PKG...: installs the Debian packages that are missing (as root, or with sudo),
+# so the README's commands work on a fresh machine that has only the Swift toolchain.
+ensure_packages() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# The Debian packages the build and the tests need.
+PROJECT_PACKAGES=(python3 pkg-config)
