@@ -7,6 +7,10 @@
 //   CCRC32C      C: CRC-32C with SSE4.2 / ARMv8 CRC instructions, chosen at run time.
 //   ITBProtocol  frame layout, streaming zero-copy decoder, typed views, encoder. No I/O.
 //   ITBJSON      renders protocol values as the API's JSON (snake_case, units in names).
+//   CITBShims    C: what Glibc does not show Swift (variadic ioctls, ptys, SO_PEERCRED).
+//   CUdev        libudev as a system library (apt: libudev-dev).
+//   ITBSerial    termios serial port, pseudo-terminals, udev discovery, reconnecting link.
+//                Knows bytes, not frames or JSON.
 //   itb-bridged  the daemon (thin main).
 //   itbctl       client and engineering tool.
 // Benchmarks live in their own package (Benchmarks/Package.swift), as swift-nio does, so the
@@ -33,6 +37,7 @@ let package = Package(
         .executable(name: "itbctl", targets: ["itbctl"]),
         .library(name: "ITBProtocol", targets: ["ITBProtocol"]),
         .library(name: "ITBJSON", targets: ["ITBJSON"]),
+        .library(name: "ITBSerial", targets: ["ITBSerial"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -42,6 +47,17 @@ let package = Package(
         .target(
             name: "ITBProtocol",
             dependencies: ["CCRC32C"],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "CITBShims"),
+        .systemLibrary(
+            name: "CUdev",
+            pkgConfig: "libudev",
+            providers: [.apt(["libudev-dev"])]
+        ),
+        .target(
+            name: "ITBSerial",
+            dependencies: ["CITBShims", "CUdev"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -69,7 +85,11 @@ let package = Package(
         .testTarget(
             name: "ITBProtocolTests",
             dependencies: ["ITBProtocol", "ITBJSON"],
-            resources: [],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ITBSerialTests",
+            dependencies: ["ITBSerial"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

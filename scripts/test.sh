@@ -28,6 +28,9 @@ fi
 echo "== swift test"
 swift build --build-tests
 swift test --skip-build
+# Descriptor-leak checks count /proc/self/fd, so they run alone, serially.
+echo "== swift test: descriptor-leak checks (serial)"
+ITB_LEAK_TESTS=1 swift test --skip-build --no-parallel --filter DescriptorLeakTests
 
 echo "== fuzz the decoder"
 Fuzz/run.sh "${FUZZ_SECONDS:-60}"

@@ -1,0 +1,2 @@
+// libudev, as a SwiftPM system library (apt: libudev-dev).
+#include <libudev.h>

@@ -1,0 +1,142 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What a ``DeviceLink`` reports, on its own thread, in order.
+public enum DeviceLinkEvent {
+    /// The link's state changed.
+    case state(LinkStateMachine.PublishedState)
+    /// Bytes arrived. The buffer is valid only during the handler call: decode it there.
+    case data(UnsafeRawBufferPointer)
+}
+
+/// One serial device followed for its whole life: opened when it appears, read while it is
+/// there, reopened with capped exponential backoff (100 ms … 5 s) when it goes away or is busy.
+///
+/// The link runs a dedicated thread that blocks in `poll()` and calls the handler with each state
+/// change and each chunk of bytes. Writes (ACKs, heartbeats) may come from any thread; they fail
+/// with ``SerialPortError/closed(path:)`` while the device is not connected.
+public final class DeviceLink: Sendable {
+    /// The path followed (a by-id link, a tty, or a pty / symlink for the simulator and replay).
+    public let path: String
+    /// Line settings.
+    public let configuration: SerialConfiguration
+    /// Reconnect policy.
+    public let backoff: LinkStateMachine.Backoff
+
+    private struct Shared {
+        var port: SerialPort?
+        var stopping = false
+        var thread: BlockingThread?
+    }
+    private let shared = Mutex(Shared())
+    private let wake = WakeEvent()
+
+    /// Creates a link; nothing is opened until ``start(_:)``.
+    public init(path: String, configuration: SerialConfiguration = .init(), backoff: LinkStateMachine.Backoff = .init()) {
+        self.path = path
+        self.configuration = configuration
+        self.backoff = backoff
+    }
+
+    deinit {
+        stop()
+        wake.close()
+    }
+
+    /// Starts following the device. `handler` runs on the link's thread, one event at a time.
+    public func start(readBufferSize: Int = 64 << 10, _ handler: @escaping @Sendable (DeviceLinkEvent) -> Void) {
+        let thread = BlockingThread(name: "itb-link") { [self] in
+            run(readBufferSize: readBufferSize, handler)
+        }
+        shared.withLock { $0.thread = thread }
+    }
+
+    /// Writes a frame to the device now. Bounded by the configured write timeout.
+    public func write(_ bytes: [UInt8]) throws(SerialPortError) {
+        guard let port = shared.withLock({ $0.port }) else { throw .closed(path: path) }
+        try port.write(bytes)
+    }
+
+    /// udev saw the device appear: stop waiting out the backoff and open it now.
+    public func deviceAppeared() {
+        wake.signal()
+    }
+
+    /// Stops the link: closes the port, ends the thread and waits for it. Idempotent.
+    public func stop() {
+        let (port, thread) = shared.withLock { s -> (SerialPort?, BlockingThread?) in
+            s.stopping = true
+            defer { s.thread = nil }
+            return (s.port, s.thread)
+        }
+        port?.close()
+        wake.signal()
+        thread?.join()
+    }
+
+    private var isStopping: Bool { shared.withLock { $0.stopping } }
+
+    private func run(readBufferSize: Int, _ handler: @Sendable (DeviceLinkEvent) -> Void) {
+        var machine = LinkStateMachine(backoff: backoff)
+        var actions = machine.start()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readBufferSize, alignment: 16)
+        defer { buffer.deallocate() }
+        while !isStopping, !actions.isEmpty {
+            let action = actions.removeFirst()
+            switch action {
+            case .publish(let state):
+                handler(.state(state))
+            case .wait(let delay):
+                _ = wake.wait(timeout: delay)
+                actions += machine.retryDue()
+            case .open:
+                let port: SerialPort
+                do {
+                    port = try SerialPort.open(path: path, configuration: configuration)
+                } catch {
+                    actions += machine.openFailed(error)
+                    continue
+                }
+                let keep = shared.withLock { s -> Bool in
+                    if s.stopping { return false }
+                    s.port = port
+                    return true
+                }
+                guard keep else {
+                    port.close()
+                    return
+                }
+                actions += machine.openSucceeded()
+                while let next = actions.first, case .publish(let state) = next {
+                    actions.removeFirst()
+                    handler(.state(state))
+                }
+                let cause = readUntilGone(port, buffer, handler)
+                shared.withLock { $0.port = nil }
+                port.close()
+                if let cause { actions += machine.disconnected(cause) }
+            }
+        }
+    }
+
+    /// Reads until the device goes (returns the cause) or the link stops (returns nil).
+    private func readUntilGone(_ port: SerialPort, _ buffer: UnsafeMutableRawBufferPointer, _ handler: @Sendable (DeviceLinkEvent) -> Void) -> DisconnectCause? {
+        while true {
+            do {
+                let n = try port.read(into: buffer, timeout: nil)
+                if n > 0 { handler(.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))) }
+            } catch {
+                switch error {
+                case .disconnected(_, let cause): return cause
+                case .closed: return isStopping ? nil : .hangUp
+                case .systemCallFailed(_, _, let code): return .deviceError(errno: code)
+                default: return .deviceError(errno: EIO)
+                }
+            }
+        }
+    }
+}
