@@ -14,7 +14,9 @@ let package = Package(
     name: "itb-bridge-benchmarks",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: "../"),
+        // Named explicitly: a path dependency is otherwise known by its folder name, which differs
+        // between checkouts.
+        .package(name: "itb-bridge", path: "../"),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [

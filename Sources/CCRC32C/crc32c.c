@@ -107,6 +107,75 @@ uint32_t ccrc32c_update_hardware(uint32_t crc, const void *bytes, size_t length)
 }
 #endif
 
+// ---- frame checks
+static inline uint32_t load32le(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2")))
+static unsigned check_frame_hardware(const unsigned char *f, size_t n) {
+    // Header chain: 8 + 4 bytes. Payload chain: n bytes. Independent, so interleaved.
+    uint64_t word;
+    memcpy(&word, f, 8);
+    uint32_t hw;
+    memcpy(&hw, f + 8, 4);
+    uint64_t h = _mm_crc32_u64(0xFFFFFFFFu, word);
+    const unsigned char *p = f + 16;
+    uint64_t c = 0xFFFFFFFFu;
+    size_t left = n;
+    if (left >= 8) {
+        memcpy(&word, p, 8);
+        c = _mm_crc32_u64(c, word);
+        p += 8;
+        left -= 8;
+    }
+    h = _mm_crc32_u32((uint32_t)h, hw);
+    while (left >= 8) {
+        memcpy(&word, p, 8);
+        c = _mm_crc32_u64(c, word);
+        p += 8;
+        left -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    if (left >= 4) {
+        uint32_t w4;
+        memcpy(&w4, p, 4);
+        c32 = _mm_crc32_u32(c32, w4);
+        p += 4;
+        left -= 4;
+    }
+    while (left--) c32 = _mm_crc32_u8(c32, *p++);
+    unsigned result = 0;
+    if (((uint32_t)h ^ 0xFFFFFFFFu) != load32le(f + 12)) result |= 1;
+    if ((c32 ^ 0xFFFFFFFFu) != load32le(f + 16 + n)) result |= 2;
+    return result;
+}
+#endif
+
+unsigned ccrc32c_check_frame(const void *frame, size_t payload_length, int hardware) {
+    const unsigned char *f = (const unsigned char *)frame;
+#if defined(__x86_64__)
+    if (hardware) return check_frame_hardware(f, payload_length);
+#endif
+    uint32_t (*update)(uint32_t, const void *, size_t) = hardware ? ccrc32c_update_hardware : ccrc32c_update_portable;
+    unsigned result = 0;
+    if ((update(0xFFFFFFFFu, f, 12) ^ 0xFFFFFFFFu) != load32le(f + 12)) result |= 1;
+    if ((update(0xFFFFFFFFu, f + 16, payload_length) ^ 0xFFFFFFFFu) != load32le(f + 16 + payload_length)) result |= 2;
+    return result;
+}
+
+int ccrc32c_check_header(const void *frame, int hardware) {
+    const unsigned char *f = (const unsigned char *)frame;
+    uint32_t crc = hardware ? ccrc32c_update_hardware(0xFFFFFFFFu, f, 12) : ccrc32c_update_portable(0xFFFFFFFFu, f, 12);
+    return (crc ^ 0xFFFFFFFFu) == load32le(f + 12);
+}
+
 // ---- dispatch: 0 = not decided, 1 = portable, 2 = hardware. Racing first callers all store the
 // same answer.
 static volatile int crc32c_choice = 0;

@@ -9,7 +9,7 @@ public struct Frame {
     public let bytes: UnsafeRawBufferPointer
 
     /// Wraps bytes the decoder has already checked (both CRCs, length).
-    init(unchecked bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    @inlinable init(unchecked bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     /// Checks `bytes` as exactly one frame, as the decoder would (magic, version, flags, length,
     /// both CRCs, known type and minimum length); nil if any check fails. For tools and tests
@@ -35,19 +35,19 @@ public struct Frame {
     }
 
     /// The message type (header offset 4).
-    public var type: MessageType {
+    @inlinable public var type: MessageType {
         MessageType(rawValue: bytes.littleEndian(at: FrameLayout.Offset.type))
     }
     /// The flags byte (header offset 3).
-    public var flags: FrameFlags { FrameFlags(rawValue: bytes[FrameLayout.Offset.flags]) }
+    @inlinable public var flags: FrameFlags { FrameFlags(rawValue: bytes[FrameLayout.Offset.flags]) }
     /// The sender's sequence number (header offset 8).
-    public var sequence: UInt32 { bytes.littleEndian(at: FrameLayout.Offset.sequence) }
+    @inlinable public var sequence: UInt32 { bytes.littleEndian(at: FrameLayout.Offset.sequence) }
     /// The payload length from the header.
-    public var payloadLength: Int { Int(bytes.littleEndian(at: FrameLayout.Offset.length, as: UInt16.self)) }
+    @inlinable public var payloadLength: Int { Int(bytes.littleEndian(at: FrameLayout.Offset.length, as: UInt16.self)) }
     /// The payload, a view into the same buffer.
-    public var payload: UnsafeRawBufferPointer {
+    @inlinable public var payload: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: bytes[FrameLayout.headerSize..<(FrameLayout.headerSize + payloadLength)])
     }
     /// True when the sender marked this frame as a retransmission.
-    public var isRetransmission: Bool { flags.contains(.retransmission) }
+    @inlinable public var isRetransmission: Bool { flags.contains(.retransmission) }
 }

@@ -1,4 +1,6 @@
-import CCRC32C
+// Public: the decoder's hot loop is @inlinable (so a caller's frame closure is specialised and
+// inlined into it), and inlinable code may only call publicly imported C functions.
+public import CCRC32C
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -22,19 +24,28 @@ import Darwin
 /// A decoder is a value owned by one reader (one serial port, one capture); it is not shared.
 public struct FrameDecoder: Sendable {
     /// What the decoder has seen so far.
-    public private(set) var counters = DecoderCounters()
+    public var counters: DecoderCounters { _counters }
 
-    /// State of the sequence check (§2.3) and the pending partial frame.
-    var scanState = ScanState()
+    @usableFromInline var _counters = DecoderCounters()
+    /// State of the sequence check (§2.3).
+    @usableFromInline var scanState = ScanState()
     /// Bytes of a frame that straddles chunks. Capacity reserved once; never grows past one frame.
-    var carry: [UInt8]
+    @usableFromInline var carry: [UInt8]
     /// How many bytes the pending candidate at the start of `carry` needs in total.
-    var pendingNeed = 0
+    @usableFromInline var pendingNeed = 0
+    /// Whether to use the CPU's CRC instruction (decided once, at creation).
+    @usableFromInline let hardwareCRC: Int32
 
-    /// Creates a decoder with an empty stream.
+    /// Creates a decoder with an empty stream, using the fastest CRC-32C this CPU has.
     public init() {
+        self.init(crc: CRC32C.preferred)
+    }
+
+    /// Creates a decoder that checks CRCs with a chosen implementation (tests compare them).
+    public init(crc: CRC32C.Implementation) {
         carry = []
         carry.reserveCapacity(FrameLayout.maximumFrameSize)
+        hardwareCRC = crc == .hardware && CRC32C.hardwareAvailable ? 1 : 0
     }
 
     /// Bytes held back because they may be the start of a frame still arriving.
@@ -43,7 +54,7 @@ public struct FrameDecoder: Sendable {
     /// Forgets a partial frame and the sequence baseline, for a new connection on the same
     /// decoder (a re-plugged programmer). Counters are kept. Pending bytes are counted as discarded.
     public mutating func resetStream() {
-        counters.bytesDiscarded &+= UInt64(carry.count)
+        _counters.bytesDiscarded &+= UInt64(carry.count)
         carry.removeAll(keepingCapacity: true)
         pendingNeed = 0
         scanState.hasLastSequence = false
@@ -54,13 +65,14 @@ public struct FrameDecoder: Sendable {
     /// The ``Frame`` passed to `body` is valid only during that call. If `body` throws, decoding
     /// stops there and the error propagates; the bytes after that frame in this chunk are not
     /// consumed and are lost to this decoder (call ``resetStream()`` before feeding more).
+    @inlinable
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, _ body: (Frame) throws -> Void) rethrows {
-        counters.bytesReceived &+= UInt64(bytes.count)
+        _counters.bytesReceived &+= UInt64(bytes.count)
         var state = scanState
-        var counts = counters
+        var counts = _counters
         defer {
             scanState = state
-            counters = counts
+            _counters = counts
         }
         var offset = 0
         if !carry.isEmpty {
@@ -73,8 +85,9 @@ public struct FrameDecoder: Sendable {
                     offset += take
                     copiedFromChunk += take
                 }
+                let hardware = hardwareCRC
                 let (consumed, need) = try carry.withUnsafeBytes { buffer in
-                    try Self.scan(buffer, state: &state, counters: &counts, body)
+                    try Self.scan(buffer, state: &state, counters: &counts, hardware: hardware, body)
                 }
                 let remainder = carry.count - consumed
                 if remainder == 0 {
@@ -93,7 +106,7 @@ public struct FrameDecoder: Sendable {
             }
         }
         let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-        let (consumed, need) = try Self.scan(rest, state: &state, counters: &counts, body)
+        let (consumed, need) = try Self.scan(rest, state: &state, counters: &counts, hardware: hardwareCRC, body)
         if consumed < rest.count {
             carry.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[consumed...]))
             pendingNeed = need
@@ -101,18 +114,28 @@ public struct FrameDecoder: Sendable {
     }
 
     /// Sequence-check state kept between chunks.
+    @usableFromInline
     struct ScanState: Sendable {
-        var hasLastSequence = false
-        var lastSequence: UInt32 = 0
-        init() {}
+        @usableFromInline var hasLastSequence = false
+        @usableFromInline var lastSequence: UInt32 = 0
+        @inlinable init() {}
+    }
+
+    /// The offset of the next possible frame start (`0xB7`) in `base[from..<count]`, or `count`.
+    @usableFromInline
+    static func nextCandidate(_ base: UnsafeRawPointer, from: Int, count: Int) -> Int {
+        guard from < count, let hit = memchr(base + from, Int32(FrameLayout.magic.0), count - from) else { return count }
+        return base.distance(to: UnsafeRawPointer(hit))
     }
 
     /// Scans `buffer` from its start, delivering every complete frame, and returns how many bytes
     /// were consumed and, when bytes remain, how many the candidate frame at `consumed` needs in all.
+    @inlinable
     static func scan(
         _ buffer: UnsafeRawBufferPointer,
         state: inout ScanState,
         counters: inout DecoderCounters,
+        hardware: Int32,
         _ body: (Frame) throws -> Void
     ) rethrows -> (consumed: Int, need: Int) {
         guard let base = buffer.baseAddress else { return (0, 0) }
@@ -121,82 +144,83 @@ public struct FrameDecoder: Sendable {
         while true {
             let remaining = count &- i
             if remaining < 2 {
-                if remaining == 1 && buffer[i] != FrameLayout.magic.0 {
+                if remaining == 1 && base.load(fromByteOffset: i, as: UInt8.self) != 0xB7 {
                     counters.bytesDiscarded &+= 1
-                    i &+= 1
+                    return (count, 0)
                 }
-                return (i, remaining == 1 && i < count ? 2 : 0)
+                return (i, remaining == 1 ? 2 : 0)
             }
-            if buffer[i] != FrameLayout.magic.0 || buffer[i &+ 1] != FrameLayout.magic.1 {
-                // Search for the next candidate start byte; everything before it is garbage.
-                let from = i &+ 1
-                if let hit = memchr(base + from, Int32(FrameLayout.magic.0), count &- from) {
-                    let next = base.distance(to: UnsafeRawPointer(hit))
-                    counters.bytesDiscarded &+= UInt64(next &- i)
-                    i = next
-                } else {
-                    counters.bytesDiscarded &+= UInt64(count &- i)
-                    i = count
-                }
+            let header = base + i
+            if header.loadUnaligned(as: UInt16.self) != UInt16(littleEndian: 0xE1B7) {
+                // Garbage: skip to the next candidate start byte.
+                let next = nextCandidate(base, from: i &+ 1, count: count)
+                counters.bytesDiscarded &+= UInt64(next &- i)
+                i = next
                 continue
             }
             if remaining < FrameLayout.headerSize { return (i, FrameLayout.headerSize) }
 
-            let header = base + i
-            let version = header.load(fromByteOffset: FrameLayout.Offset.version, as: UInt8.self)
-            let flags = header.load(fromByteOffset: FrameLayout.Offset.flags, as: UInt8.self)
-            let length = Int(UInt16(littleEndian: header.loadUnaligned(fromByteOffset: FrameLayout.Offset.length, as: UInt16.self)))
+            // Header fields: version, flags, type, length in one 8-byte load.
+            let word = UInt64(littleEndian: header.loadUnaligned(as: UInt64.self))
+            let version = UInt8(truncatingIfNeeded: word >> 16)
+            let flags = UInt8(truncatingIfNeeded: word >> 24)
+            let type = MessageType(rawValue: UInt16(truncatingIfNeeded: word >> 32))
+            let length = Int(UInt16(truncatingIfNeeded: word >> 48))
+            let total = FrameLayout.headerSize &+ length &+ FrameLayout.trailerSize
+            var rejected = true
             if version != FrameLayout.majorVersion {
                 counters.headerRejectsVersion &+= 1
             } else if flags & FrameLayout.incompatibleFlagsMask != 0 {
                 counters.headerRejectsIncompatibleFlags &+= 1
             } else if length > FrameLayout.maximumPayloadLength {
                 counters.headerRejectsLength &+= 1
-            } else if ccrc32c_update(0xFFFF_FFFF, header, FrameLayout.headerCRCCoverage) ^ 0xFFFF_FFFF
-                != UInt32(littleEndian: header.loadUnaligned(fromByteOffset: FrameLayout.Offset.headerCRC, as: UInt32.self))
-            {
+            } else if remaining < total {
+                // The frame is not all here. Wait for it only if the header is genuine.
+                if ccrc32c_check_header(header, hardware) != 0 { return (i, total) }
                 counters.headerRejectsHeaderCRC &+= 1
             } else {
-                // A trustworthy header: wait for the whole frame, then check the payload.
-                let total = FrameLayout.headerSize &+ length &+ FrameLayout.trailerSize
-                if remaining < total { return (i, total) }
-                let payload = header + FrameLayout.headerSize
-                let expected = UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: length, as: UInt32.self))
-                if ccrc32c_update(0xFFFF_FFFF, payload, length) ^ 0xFFFF_FFFF != expected {
+                let check = ccrc32c_check_frame(header, length, hardware)
+                if check & 1 != 0 {
+                    counters.headerRejectsHeaderCRC &+= 1
+                } else if check & 2 != 0 {
+                    // A trustworthy header with a bad payload: skip the whole frame.
                     counters.payloadCRCErrors &+= 1
                     counters.bytesDiscarded &+= UInt64(total)
                     i &+= total
                     continue
-                }
-                counters.framesAccepted &+= 1
-                let sequence = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: FrameLayout.Offset.sequence, as: UInt32.self))
-                if state.hasLastSequence && sequence != state.lastSequence &+ 1 {
-                    if sequence == state.lastSequence {
-                        counters.duplicates &+= 1
-                    } else {
-                        counters.sequenceGaps &+= 1
-                    }
-                }
-                state.hasLastSequence = true
-                state.lastSequence = sequence
-                let type = MessageType(rawValue: UInt16(littleEndian: header.loadUnaligned(fromByteOffset: FrameLayout.Offset.type, as: UInt16.self)))
-                let payloadBuffer = UnsafeRawBufferPointer(start: payload, count: length)
-                i &+= total
-                if let minimum = type.minimumLength(payload: payloadBuffer) {
-                    if length < minimum {
-                        counters.shortPayloads &+= 1
-                    } else {
-                        counters.framesDelivered &+= 1
-                        try body(Frame(unchecked: UnsafeRawBufferPointer(start: header, count: total)))
-                    }
                 } else {
-                    counters.unknownTypes &+= 1
+                    rejected = false
                 }
+            }
+            if rejected {
+                // A rejected header gives up one byte; a real frame may start inside it.
+                counters.bytesDiscarded &+= 1
+                i &+= 1
                 continue
             }
-            // Rejected header: give up one byte and search again; a real frame may start inside it.
-            counters.bytesDiscarded &+= 1
-            i &+= 1
+            counters.framesAccepted &+= 1
+            let sequence = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: FrameLayout.Offset.sequence, as: UInt32.self))
+            if state.hasLastSequence && sequence != state.lastSequence &+ 1 {
+                if sequence == state.lastSequence {
+                    counters.duplicates &+= 1
+                } else {
+                    counters.sequenceGaps &+= 1
+                }
+            }
+            state.hasLastSequence = true
+            state.lastSequence = sequence
+            let payload = UnsafeRawBufferPointer(start: header + FrameLayout.headerSize, count: length)
+            i &+= total
+            if let minimum = type.minimumLength(payload: payload) {
+                if length < minimum {
+                    counters.shortPayloads &+= 1
+                } else {
+                    counters.framesDelivered &+= 1
+                    try body(Frame(unchecked: UnsafeRawBufferPointer(start: header, count: total)))
+                }
+            } else {
+                counters.unknownTypes &+= 1
+            }
         }
     }
 }

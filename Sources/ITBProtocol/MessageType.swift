@@ -5,28 +5,28 @@
 public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt16
     /// Wraps a raw message type.
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
 
     /// Programmer identity: boot id, firmware, serial. Programmer → host.
-    public static let programmerInfo = MessageType(rawValue: 0x0001)
+    @inlinable public static var programmerInfo: MessageType { MessageType(rawValue: 0x0001) }
     /// Begin or end of an interrogated pump session. Programmer → host.
-    public static let pumpSession = MessageType(rawValue: 0x0002)
+    @inlinable public static var pumpSession: MessageType { MessageType(rawValue: 0x0002) }
     /// Pump state, dose, concentration, active alarms. Programmer → host.
-    public static let pumpStatus = MessageType(rawValue: 0x0003)
+    @inlinable public static var pumpStatus: MessageType { MessageType(rawValue: 0x0003) }
     /// Reservoir volume and low-reservoir threshold. Programmer → host.
-    public static let reservoir = MessageType(rawValue: 0x0004)
+    @inlinable public static var reservoir: MessageType { MessageType(rawValue: 0x0004) }
     /// The programmed dosing: mode, flex steps, periodic and patient boluses. Programmer → host.
-    public static let doseProgram = MessageType(rawValue: 0x0005)
+    @inlinable public static var doseProgram: MessageType { MessageType(rawValue: 0x0005) }
     /// A refill session. Programmer → host.
-    public static let refill = MessageType(rawValue: 0x0006)
+    @inlinable public static var refill: MessageType { MessageType(rawValue: 0x0006) }
     /// An alarm transition, delivered reliably. Programmer → host.
-    public static let alarm = MessageType(rawValue: 0x0007)
+    @inlinable public static var alarm: MessageType { MessageType(rawValue: 0x0007) }
     /// Programmer liveness and alarm queue. Programmer → host.
-    public static let heartbeat = MessageType(rawValue: 0x0008)
+    @inlinable public static var heartbeat: MessageType { MessageType(rawValue: 0x0008) }
     /// Acknowledgement of a stored alarm. Host → programmer.
-    public static let ack = MessageType(rawValue: 0x0101)
+    @inlinable public static var ack: MessageType { MessageType(rawValue: 0x0101) }
     /// Host liveness. Host → programmer.
-    public static let hostHeartbeat = MessageType(rawValue: 0x0102)
+    @inlinable public static var hostHeartbeat: MessageType { MessageType(rawValue: 0x0102) }
 
     /// Every type protocol v1 defines.
     public static let allKnown: [MessageType] = [
@@ -58,29 +58,31 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
 
     /// The fixed part every payload of this type must have; nil for an unknown type.
     /// Variable parts (flex steps, boluses, alarm detail) are checked by ``minimumLength(payload:)``.
+    @inlinable
     public var fixedMinimumLength: Int? {
-        switch self {
-        case .programmerInfo: 48
-        case .pumpSession: 56
-        case .pumpStatus: 24
-        case .reservoir: 40
-        case .doseProgram: 24
-        case .refill: 40
-        case .alarm: 24
-        case .heartbeat: 20
-        case .ack: 12
-        case .hostHeartbeat: 12
+        switch rawValue {
+        case 0x0001: 48  // PROGRAMMER_INFO
+        case 0x0002: 56  // PUMP_SESSION
+        case 0x0003: 24  // PUMP_STATUS
+        case 0x0004: 40  // RESERVOIR
+        case 0x0005: 24  // DOSE_PROGRAM, fixed part
+        case 0x0006: 40  // REFILL
+        case 0x0007: 24  // ALARM, fixed part
+        case 0x0008: 20  // HEARTBEAT
+        case 0x0101: 12  // ACK
+        case 0x0102: 12  // HOST_HEARTBEAT
         default: nil
         }
     }
 
     /// The minimum length of this particular payload, counts and detail length included; nil for
     /// an unknown type. A payload shorter than this is a *short payload* and is not delivered.
+    @inlinable
     public func minimumLength(payload: UnsafeRawBufferPointer) -> Int? {
         guard let fixed = fixedMinimumLength else { return nil }
         guard payload.count >= fixed else { return fixed }
-        switch self {
-        case .doseProgram:
+        switch rawValue {
+        case 0x0005:  // DOSE_PROGRAM
             let steps = Int(payload[DoseProgramView.Offset.flexStepCount])
             let boluses = Int(payload[DoseProgramView.Offset.periodicBolusCount])
             // More flex steps than the protocol allows can never be satisfied: report a length
@@ -89,7 +91,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
                 return FrameLayout.maximumPayloadLength + 1
             }
             return fixed + 8 * (steps + boluses)
-        case .alarm:
+        case 0x0007:  // ALARM
             let detail = Int(payload[AlarmView.Offset.detailLength])
             if detail > Alarm.maximumDetailLength { return FrameLayout.maximumPayloadLength + 1 }
             return fixed + detail

@@ -16,12 +16,14 @@ public protocol MessageView {
 extension MessageView {
     /// A view over `frame`, or nil when the frame is of another type or shorter than this type's
     /// minimum (frames delivered by ``FrameDecoder`` always pass the length check).
+    @inlinable
     public init?(_ frame: Frame) {
         guard frame.type == Self.messageType else { return nil }
         self.init(payload: frame.payload)
     }
 
     /// A view over a bare payload, or nil when it is shorter than this type's minimum.
+    @inlinable
     public init?(payload: UnsafeRawBufferPointer) {
         guard let minimum = Self.messageType.minimumLength(payload: payload), payload.count >= minimum else {
             return nil

@@ -2,35 +2,36 @@
 
 /// Reads `ALARM` in place (payload minimum 24 + detail_length).
 public struct AlarmView: MessageView {
-    public static let messageType = MessageType.alarm
+    @inlinable public static var messageType: MessageType { .alarm }
     /// Offsets the minimum-length check needs.
+    @usableFromInline
     enum Offset {
-        static let detailLength = 16
-        static let detail = 24
+        @usableFromInline static var detailLength: Int { 16 }
+        @usableFromInline static var detail: Int { 24 }
     }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// Device clock at the transition; 0 when absent.
-    public var onsetTimeMs: Int64 { payload.littleEndian(at: 0) }
+    @inlinable public var onsetTimeMs: Int64 { payload.littleEndian(at: 0) }
     /// Persistent, increasing per alarm event; with the programmer serial, the alarm's identity.
-    public var alarmID: UInt32 { payload.littleEndian(at: 8) }
+    @inlinable public var alarmID: UInt32 { payload.littleEndian(at: 8) }
     /// What the alarm is about; unknown codes kept raw.
-    public var code: AlarmCode { AlarmCode(rawValue: payload.littleEndian(at: 12)) }
+    @inlinable public var code: AlarmCode { AlarmCode(rawValue: payload.littleEndian(at: 12)) }
     /// IEC 60601-1-8 priority.
-    public var priority: AlarmPriority { AlarmPriority(rawValue: payload[14]) }
+    @inlinable public var priority: AlarmPriority { AlarmPriority(rawValue: payload[14]) }
     /// Raised or cleared.
-    public var transition: AlarmTransition { AlarmTransition(rawValue: payload[15]) }
+    @inlinable public var transition: AlarmTransition { AlarmTransition(rawValue: payload[15]) }
     /// The optional ASCII detail: `detail_length` bytes, or fewer if a NUL comes first.
-    public var detailBytes: UnsafeRawBufferPointer {
+    @inlinable public var detailBytes: UnsafeRawBufferPointer {
         payload.fixedASCII(at: Offset.detail, width: Int(payload[Offset.detailLength]))
     }
 }
 
 /// `ALARM`: an alarm raised or cleared on the pump, retransmitted until the host stores it.
 public struct Alarm: MessagePayload {
-    public static let messageType = MessageType.alarm
+    @inlinable public static var messageType: MessageType { .alarm }
     /// The longest detail text.
-    public static let maximumDetailLength = 64
+    @inlinable public static var maximumDetailLength: Int { 64 }
     /// Onset time, device clock.
     public var onsetTimeMs: Int64
     /// Persistent alarm id.
@@ -75,22 +76,22 @@ public struct Alarm: MessagePayload {
 
 /// Reads `ACK` in place (payload minimum 12 bytes).
 public struct AckView: MessageView {
-    public static let messageType = MessageType.ack
+    @inlinable public static var messageType: MessageType { .ack }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// Sequence number of the frame acknowledged.
-    public var ackedSequence: UInt32 { payload.littleEndian(at: 0) }
+    @inlinable public var ackedSequence: UInt32 { payload.littleEndian(at: 0) }
     /// The alarm acknowledged; 0 when not an alarm.
-    public var alarmID: UInt32 { payload.littleEndian(at: 4) }
+    @inlinable public var alarmID: UInt32 { payload.littleEndian(at: 4) }
     /// The message type acknowledged.
-    public var ackedType: MessageType { MessageType(rawValue: payload.littleEndian(at: 8)) }
+    @inlinable public var ackedType: MessageType { MessageType(rawValue: payload.littleEndian(at: 8)) }
     /// Stored or rejected.
-    public var status: AckStatus { AckStatus(rawValue: payload[10]) }
+    @inlinable public var status: AckStatus { AckStatus(rawValue: payload[10]) }
 }
 
 /// `ACK`: the host stored (or could not store) an alarm. One of the two frames the host sends.
 public struct Ack: MessagePayload {
-    public static let messageType = MessageType.ack
+    @inlinable public static var messageType: MessageType { .ack }
     /// Sequence number of the frame acknowledged.
     public var ackedSequence: UInt32
     /// The alarm acknowledged; 0 when not an alarm.
@@ -123,18 +124,18 @@ public struct Ack: MessagePayload {
 
 /// Reads `HOST_HEARTBEAT` in place (payload minimum 12 bytes).
 public struct HostHeartbeatView: MessageView {
-    public static let messageType = MessageType.hostHeartbeat
+    @inlinable public static var messageType: MessageType { .hostHeartbeat }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// Host clock, ms since the epoch.
-    public var hostTimeMs: Int64 { payload.littleEndian(at: 0) }
+    @inlinable public var hostTimeMs: Int64 { payload.littleEndian(at: 0) }
     /// Seconds since the host daemon started.
-    public var uptimeS: UInt32 { payload.littleEndian(at: 8) }
+    @inlinable public var uptimeS: UInt32 { payload.littleEndian(at: 8) }
 }
 
 /// `HOST_HEARTBEAT`: host liveness, once a second. The host never sets the device clock.
 public struct HostHeartbeat: MessagePayload {
-    public static let messageType = MessageType.hostHeartbeat
+    @inlinable public static var messageType: MessageType { .hostHeartbeat }
     /// Host clock.
     public var hostTimeMs: Int64
     /// Host daemon uptime, seconds.

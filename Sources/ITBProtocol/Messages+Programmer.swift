@@ -2,24 +2,24 @@
 
 /// Reads `PROGRAMMER_INFO` in place (payload minimum 48 bytes).
 public struct ProgrammerInfoView: MessageView {
-    public static let messageType = MessageType.programmerInfo
+    @inlinable public static var messageType: MessageType { .programmerInfo }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// Random per programmer boot; a new value means the programmer restarted.
-    public var bootID: UInt64 { payload.littleEndian(at: 0) }
+    @inlinable public var bootID: UInt64 { payload.littleEndian(at: 0) }
     /// `major << 16 | minor << 8 | patch`.
-    public var firmwareVersion: UInt32 { payload.littleEndian(at: 8) }
+    @inlinable public var firmwareVersion: UInt32 { payload.littleEndian(at: 8) }
     /// The minor version of protocol 1 the programmer speaks.
-    public var protocolMinor: UInt16 { payload.littleEndian(at: 12) }
+    @inlinable public var protocolMinor: UInt16 { payload.littleEndian(at: 12) }
     /// The programmer's serial number (the bridge's device id), up to its first NUL.
-    public var programmerSerialBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 16, width: 16) }
+    @inlinable public var programmerSerialBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 16, width: 16) }
     /// The hardware model, up to its first NUL.
-    public var hardwareModelBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 32, width: 16) }
+    @inlinable public var hardwareModelBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 32, width: 16) }
 }
 
 /// `PROGRAMMER_INFO`: the programmer's identity, sent on connect and every 5 minutes.
 public struct ProgrammerInfo: MessagePayload {
-    public static let messageType = MessageType.programmerInfo
+    @inlinable public static var messageType: MessageType { .programmerInfo }
     /// Random per programmer boot.
     public var bootID: UInt64
     /// `major << 16 | minor << 8 | patch`.
@@ -59,22 +59,22 @@ public struct ProgrammerInfo: MessagePayload {
 
 /// Reads `HEARTBEAT` in place (payload minimum 20 bytes).
 public struct HeartbeatView: MessageView {
-    public static let messageType = MessageType.heartbeat
+    @inlinable public static var messageType: MessageType { .heartbeat }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// As in `PROGRAMMER_INFO`.
-    public var bootID: UInt64 { payload.littleEndian(at: 0) }
+    @inlinable public var bootID: UInt64 { payload.littleEndian(at: 0) }
     /// Seconds since the programmer booted.
-    public var uptimeS: UInt32 { payload.littleEndian(at: 8) }
+    @inlinable public var uptimeS: UInt32 { payload.littleEndian(at: 8) }
     /// The highest alarm id the programmer has issued (0: none).
-    public var highestAlarmID: UInt32 { payload.littleEndian(at: 12) }
+    @inlinable public var highestAlarmID: UInt32 { payload.littleEndian(at: 12) }
     /// Alarms waiting for an ACK in the programmer's queue.
-    public var unackedAlarmCount: UInt32 { payload.littleEndian(at: 16) }
+    @inlinable public var unackedAlarmCount: UInt32 { payload.littleEndian(at: 16) }
 }
 
 /// `HEARTBEAT`: programmer liveness and the state of its alarm queue, at least once a second.
 public struct Heartbeat: MessagePayload {
-    public static let messageType = MessageType.heartbeat
+    @inlinable public static var messageType: MessageType { .heartbeat }
     /// As in `PROGRAMMER_INFO`.
     public var bootID: UInt64
     /// Seconds since the programmer booted.

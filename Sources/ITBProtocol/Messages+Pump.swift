@@ -2,30 +2,30 @@
 
 /// Reads `PUMP_SESSION` in place (payload minimum 56 bytes).
 public struct PumpSessionView: MessageView {
-    public static let messageType = MessageType.pumpSession
+    @inlinable public static var messageType: MessageType { .pumpSession }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// Implant date, ms since the epoch; 0 when absent.
-    public var implantDateMs: Int64 { payload.littleEndian(at: 0) }
+    @inlinable public var implantDateMs: Int64 { payload.littleEndian(at: 0) }
     /// When the elective replacement indicator was set; 0 when not set.
-    public var eriDateMs: Int64 { payload.littleEndian(at: 8) }
+    @inlinable public var eriDateMs: Int64 { payload.littleEndian(at: 8) }
     /// Reservoir capacity in µL; 0 when absent.
-    public var reservoirCapacityUL: UInt32 { payload.littleEndian(at: 16) }
+    @inlinable public var reservoirCapacityUL: UInt32 { payload.littleEndian(at: 16) }
     /// Manufacturer code (1 Medtronic, 2 Flowonix; others kept raw).
-    public var manufacturerCode: UInt16 { payload.littleEndian(at: 20) }
+    @inlinable public var manufacturerCode: UInt16 { payload.littleEndian(at: 20) }
     /// Begin or end.
-    public var event: SessionEvent { SessionEvent(rawValue: payload[22]) }
+    @inlinable public var event: SessionEvent { SessionEvent(rawValue: payload[22]) }
     /// Battery state.
-    public var batteryState: BatteryState { BatteryState(rawValue: payload[23]) }
+    @inlinable public var batteryState: BatteryState { BatteryState(rawValue: payload[23]) }
     /// Pump model, up to its first NUL.
-    public var pumpModelBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 24, width: 16) }
+    @inlinable public var pumpModelBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 24, width: 16) }
     /// Pump serial, up to its first NUL.
-    public var pumpSerialBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 40, width: 16) }
+    @inlinable public var pumpSerialBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 40, width: 16) }
 }
 
 /// `PUMP_SESSION`: the begin or end of an interrogated pump session.
 public struct PumpSession: MessagePayload {
-    public static let messageType = MessageType.pumpSession
+    @inlinable public static var messageType: MessageType { .pumpSession }
     /// Implant date, ms since the epoch; 0 when absent.
     public var implantDateMs: Int64
     /// ERI date; 0 when not set.
@@ -79,30 +79,30 @@ public struct PumpSession: MessagePayload {
 
 /// Reads `PUMP_STATUS` in place (payload minimum 24 bytes).
 public struct PumpStatusView: MessageView {
-    public static let messageType = MessageType.pumpStatus
+    @inlinable public static var messageType: MessageType { .pumpStatus }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// Device clock, ms since the epoch; 0 when absent.
-    public var deviceTimeMs: Int64 { payload.littleEndian(at: 0) }
+    @inlinable public var deviceTimeMs: Int64 { payload.littleEndian(at: 0) }
     /// Programmed daily dose in tenths of a µg/day.
-    public var dailyDoseUgX10: UInt32 { payload.littleEndian(at: 8) }
+    @inlinable public var dailyDoseUgX10: UInt32 { payload.littleEndian(at: 8) }
     /// Drug concentration, µg/mL; 0 when absent.
-    public var concentrationUgPerML: UInt32 { payload.littleEndian(at: 12) }
+    @inlinable public var concentrationUgPerML: UInt32 { payload.littleEndian(at: 12) }
     /// Bit k set: alarm code k + 1 is active.
-    public var activeAlarmMask: UInt32 { payload.littleEndian(at: 16) }
+    @inlinable public var activeAlarmMask: UInt32 { payload.littleEndian(at: 16) }
     /// What the pump is doing.
-    public var pumpState: PumpState { PumpState(rawValue: payload[20]) }
+    @inlinable public var pumpState: PumpState { PumpState(rawValue: payload[20]) }
     /// How the dose is delivered.
-    public var dosingMode: DosingMode { DosingMode(rawValue: payload[21]) }
+    @inlinable public var dosingMode: DosingMode { DosingMode(rawValue: payload[21]) }
     /// Telemetry link quality 0–100; 255 when unknown.
-    public var linkQualityPct: UInt8 { payload[22] }
+    @inlinable public var linkQualityPct: UInt8 { payload[22] }
 }
 
 /// `PUMP_STATUS`: pump state, dose and active alarms, every second during a session.
 public struct PumpStatus: MessagePayload {
-    public static let messageType = MessageType.pumpStatus
+    @inlinable public static var messageType: MessageType { .pumpStatus }
     /// The value of `link_quality_pct` that means "unknown".
-    public static let linkQualityUnknown: UInt8 = 255
+    @inlinable public static var linkQualityUnknown: UInt8 { 255 }
     /// Device clock, ms since the epoch.
     public var deviceTimeMs: Int64
     /// Daily dose, tenths of a µg/day.
@@ -153,28 +153,28 @@ public struct PumpStatus: MessagePayload {
 
 /// Reads `RESERVOIR` in place (payload minimum 40 bytes).
 public struct ReservoirView: MessageView {
-    public static let messageType = MessageType.reservoir
+    @inlinable public static var messageType: MessageType { .reservoir }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// Device clock; 0 when absent.
-    public var deviceTimeMs: Int64 { payload.littleEndian(at: 0) }
+    @inlinable public var deviceTimeMs: Int64 { payload.littleEndian(at: 0) }
     /// Last refill; 0 when absent.
-    public var lastRefillTimeMs: Int64 { payload.littleEndian(at: 8) }
+    @inlinable public var lastRefillTimeMs: Int64 { payload.littleEndian(at: 8) }
     /// Reservoir volume in tenths of a µL.
-    public var volumeULX10: UInt32 { payload.littleEndian(at: 16) }
+    @inlinable public var volumeULX10: UInt32 { payload.littleEndian(at: 16) }
     /// Capacity in µL; 0 when absent.
-    public var capacityUL: UInt32 { payload.littleEndian(at: 20) }
+    @inlinable public var capacityUL: UInt32 { payload.littleEndian(at: 20) }
     /// Low-reservoir alarm threshold in µL; 0 when absent.
-    public var lowReservoirThresholdUL: UInt32 { payload.littleEndian(at: 24) }
+    @inlinable public var lowReservoirThresholdUL: UInt32 { payload.littleEndian(at: 24) }
     /// Volume delivered since the last refill, tenths of a µL.
-    public var deliveredSinceRefillULX10: UInt32 { payload.littleEndian(at: 28) }
+    @inlinable public var deliveredSinceRefillULX10: UInt32 { payload.littleEndian(at: 28) }
     /// Calculated or measured.
-    public var volumeSource: VolumeSource { VolumeSource(rawValue: payload[32]) }
+    @inlinable public var volumeSource: VolumeSource { VolumeSource(rawValue: payload[32]) }
 }
 
 /// `RESERVOIR`: how much drug the pump believes is left.
 public struct Reservoir: MessagePayload {
-    public static let messageType = MessageType.reservoir
+    @inlinable public static var messageType: MessageType { .reservoir }
     /// Device clock.
     public var deviceTimeMs: Int64
     /// Last refill time.

@@ -2,39 +2,40 @@
 
 /// Reads `DOSE_PROGRAM` in place (payload minimum 24 + 8 × (steps + boluses)).
 public struct DoseProgramView: MessageView {
-    public static let messageType = MessageType.doseProgram
+    @inlinable public static var messageType: MessageType { .doseProgram }
     /// Offsets the minimum-length check needs.
+    @usableFromInline
     enum Offset {
-        static let flexStepCount = 21
-        static let periodicBolusCount = 22
-        static let entries = 24
+        @usableFromInline static var flexStepCount: Int { 21 }
+        @usableFromInline static var periodicBolusCount: Int { 22 }
+        @usableFromInline static var entries: Int { 24 }
     }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// Device clock; 0 when absent.
-    public var deviceTimeMs: Int64 { payload.littleEndian(at: 0) }
+    @inlinable public var deviceTimeMs: Int64 { payload.littleEndian(at: 0) }
     /// Programmed 24-hour total, tenths of a µg.
-    public var dailyDoseUgX10: UInt32 { payload.littleEndian(at: 8) }
+    @inlinable public var dailyDoseUgX10: UInt32 { payload.littleEndian(at: 8) }
     /// Patient-activated bolus dose, tenths of a µg; 0 when none is allowed.
-    public var patientBolusDoseUgX10: UInt32 { payload.littleEndian(at: 12) }
+    @inlinable public var patientBolusDoseUgX10: UInt32 { payload.littleEndian(at: 12) }
     /// Minimum minutes between patient boluses.
-    public var patientBolusLockoutMin: UInt16 { payload.littleEndian(at: 16) }
+    @inlinable public var patientBolusLockoutMin: UInt16 { payload.littleEndian(at: 16) }
     /// Most patient boluses per day.
-    public var patientBolusMaxPerDay: UInt16 { payload.littleEndian(at: 18) }
+    @inlinable public var patientBolusMaxPerDay: UInt16 { payload.littleEndian(at: 18) }
     /// Dosing mode.
-    public var mode: DosingMode { DosingMode(rawValue: payload[20]) }
+    @inlinable public var mode: DosingMode { DosingMode(rawValue: payload[20]) }
     /// Number of flex steps (0–13).
-    public var flexStepCount: Int { Int(payload[Offset.flexStepCount]) }
+    @inlinable public var flexStepCount: Int { Int(payload[Offset.flexStepCount]) }
     /// Number of periodic boluses (0–24).
-    public var periodicBolusCount: Int { Int(payload[Offset.periodicBolusCount]) }
+    @inlinable public var periodicBolusCount: Int { Int(payload[Offset.periodicBolusCount]) }
     /// Flex step `index` (0 ..< flexStepCount).
-    public func flexStep(_ index: Int) -> DoseProgram.FlexStep {
+    @inlinable public func flexStep(_ index: Int) -> DoseProgram.FlexStep {
         precondition(index >= 0 && index < flexStepCount, "flex step index out of range")
         let at = Offset.entries + 8 * index
         return .init(startMinute: payload.littleEndian(at: at), rateUgPerDayX10: payload.littleEndian(at: at + 4))
     }
     /// Periodic bolus `index` (0 ..< periodicBolusCount).
-    public func periodicBolus(_ index: Int) -> DoseProgram.PeriodicBolus {
+    @inlinable public func periodicBolus(_ index: Int) -> DoseProgram.PeriodicBolus {
         precondition(index >= 0 && index < periodicBolusCount, "periodic bolus index out of range")
         let at = Offset.entries + 8 * (flexStepCount + index)
         return .init(
@@ -45,11 +46,11 @@ public struct DoseProgramView: MessageView {
 
 /// `DOSE_PROGRAM`: the programmed dosing. Read-only here: the bridge never programs a pump.
 public struct DoseProgram: MessagePayload {
-    public static let messageType = MessageType.doseProgram
+    @inlinable public static var messageType: MessageType { .doseProgram }
     /// Flex dosing allows at most 13 rate steps a day.
-    public static let maximumFlexSteps = 13
+    @inlinable public static var maximumFlexSteps: Int { 13 }
     /// At most 24 periodic boluses a day.
-    public static let maximumPeriodicBoluses = 24
+    @inlinable public static var maximumPeriodicBoluses: Int { 24 }
 
     /// One flex-dosing step: from `startMinute` of the day, this rate.
     public struct FlexStep: Hashable, Sendable {
@@ -58,7 +59,7 @@ public struct DoseProgram: MessagePayload {
         /// Rate, tenths of a µg/day.
         public var rateUgPerDayX10: UInt32
         /// Creates a step.
-        public init(startMinute: UInt16, rateUgPerDayX10: UInt32) {
+        @inlinable public init(startMinute: UInt16, rateUgPerDayX10: UInt32) {
             self.startMinute = startMinute
             self.rateUgPerDayX10 = rateUgPerDayX10
         }
@@ -73,7 +74,7 @@ public struct DoseProgram: MessagePayload {
         /// Dose, tenths of a µg.
         public var doseUgX10: UInt32
         /// Creates a bolus.
-        public init(startMinute: UInt16, durationMin: UInt16, doseUgX10: UInt32) {
+        @inlinable public init(startMinute: UInt16, durationMin: UInt16, doseUgX10: UInt32) {
             self.startMinute = startMinute
             self.durationMin = durationMin
             self.doseUgX10 = doseUgX10
@@ -148,26 +149,26 @@ public struct DoseProgram: MessagePayload {
 
 /// Reads `REFILL` in place (payload minimum 40 bytes).
 public struct RefillView: MessageView {
-    public static let messageType = MessageType.refill
+    @inlinable public static var messageType: MessageType { .refill }
     public let payload: UnsafeRawBufferPointer
-    public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
+    @inlinable public init(uncheckedPayload: UnsafeRawBufferPointer) { payload = uncheckedPayload }
     /// When the refill happened, device clock.
-    public var refillTimeMs: Int64 { payload.littleEndian(at: 0) }
+    @inlinable public var refillTimeMs: Int64 { payload.littleEndian(at: 0) }
     /// New drug concentration, µg/mL.
-    public var concentrationUgPerML: UInt32 { payload.littleEndian(at: 8) }
+    @inlinable public var concentrationUgPerML: UInt32 { payload.littleEndian(at: 8) }
     /// Volume filled, µL.
-    public var volumeFilledUL: UInt32 { payload.littleEndian(at: 12) }
+    @inlinable public var volumeFilledUL: UInt32 { payload.littleEndian(at: 12) }
     /// What the pump calculated was left, µL.
-    public var expectedResidualUL: UInt32 { payload.littleEndian(at: 16) }
+    @inlinable public var expectedResidualUL: UInt32 { payload.littleEndian(at: 16) }
     /// What was drawn out, µL.
-    public var measuredResidualUL: UInt32 { payload.littleEndian(at: 20) }
+    @inlinable public var measuredResidualUL: UInt32 { payload.littleEndian(at: 20) }
     /// Drug lot, up to its first NUL.
-    public var drugLotBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 24, width: 16) }
+    @inlinable public var drugLotBytes: UnsafeRawBufferPointer { payload.fixedASCII(at: 24, width: 16) }
 }
 
 /// `REFILL`: one refill session, with the residuals that reveal over- or under-infusion.
 public struct Refill: MessagePayload {
-    public static let messageType = MessageType.refill
+    @inlinable public static var messageType: MessageType { .refill }
     /// Refill time, device clock.
     public var refillTimeMs: Int64
     /// New concentration, µg/mL.

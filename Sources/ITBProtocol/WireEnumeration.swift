@@ -36,7 +36,7 @@ extension WireEnumeration {
 /// Begin or end of a pump session (`PUMP_SESSION.event`).
 public struct SessionEvent: WireEnumeration {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let names = ["begin", "end"]
     public static let firstNamedValue: UInt8 = 1
     /// The telemetry head was placed over the pump and it was interrogated.
@@ -48,7 +48,7 @@ public struct SessionEvent: WireEnumeration {
 /// The pump battery (`PUMP_SESSION.battery_state`).
 public struct BatteryState: WireEnumeration {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let names = ["ok", "eri", "eos"]
     public static let firstNamedValue: UInt8 = 0
     /// Battery good.
@@ -62,7 +62,7 @@ public struct BatteryState: WireEnumeration {
 /// What the pump is doing (`PUMP_STATUS.pump_state`).
 public struct PumpState: WireEnumeration {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let names = ["infusing", "stopped", "minimum_rate", "critical_alarm", "end_of_service"]
     public static let firstNamedValue: UInt8 = 0
     /// Delivering the programmed dose.
@@ -80,7 +80,7 @@ public struct PumpState: WireEnumeration {
 /// How the dose is delivered (`dosing_mode`).
 public struct DosingMode: WireEnumeration {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let names = ["simple_continuous", "flex", "periodic_bolus", "single_bolus", "prime"]
     public static let firstNamedValue: UInt8 = 0
     /// One constant rate.
@@ -98,7 +98,7 @@ public struct DosingMode: WireEnumeration {
 /// Where the reservoir volume comes from (`RESERVOIR.volume_source`).
 public struct VolumeSource: WireEnumeration {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let names = ["calculated", "measured"]
     public static let firstNamedValue: UInt8 = 0
     /// Calculated by the pump from the programmed rate: not measured, may drift.
@@ -110,7 +110,7 @@ public struct VolumeSource: WireEnumeration {
 /// What an alarm is about (`ALARM.code`).
 public struct AlarmCode: WireEnumeration {
     public var rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
     public static let names = [
         "low_reservoir", "empty_reservoir", "eri", "eos", "motor_stall", "low_battery_reset",
         "memory_error", "flow_fault",
@@ -137,7 +137,7 @@ public struct AlarmCode: WireEnumeration {
 /// Alarm priority after IEC 60601-1-8 (`ALARM.priority`).
 public struct AlarmPriority: WireEnumeration {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let names = ["high", "medium", "low", "info"]
     public static let firstNamedValue: UInt8 = 1
     /// High priority: immediate response required.
@@ -153,7 +153,7 @@ public struct AlarmPriority: WireEnumeration {
 /// Raised or cleared (`ALARM.transition`).
 public struct AlarmTransition: WireEnumeration {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let names = ["raised", "cleared"]
     public static let firstNamedValue: UInt8 = 1
     /// The condition began.
@@ -165,7 +165,7 @@ public struct AlarmTransition: WireEnumeration {
 /// The host's answer to a reliable message (`ACK.status`).
 public struct AckStatus: WireEnumeration {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let names = ["stored", "rejected"]
     public static let firstNamedValue: UInt8 = 1
     /// Durably stored: the programmer may drop it from its queue.

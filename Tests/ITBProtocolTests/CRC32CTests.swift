@@ -60,3 +60,23 @@ struct CRC32CTests {
         }
     }
 }
+
+@Suite("Decoder CRC implementations agree")
+struct DecoderCRCImplementationTests {
+    @Test("the decoder delivers and counts identically with the hardware and the portable CRC-32C")
+    func hardwareAndPortableDecodeAlike() throws {
+        var stream: [UInt8] = []
+        for vector in Vectors.allStreams { stream += vector.bytes }
+        var hardware = FrameDecoder(crc: .hardware)
+        var portable = FrameDecoder(crc: .portable)
+        var fromHardware: [[UInt8]] = []
+        var fromPortable: [[UInt8]] = []
+        stream.withUnsafeBytes { raw in
+            hardware.feed(raw) { fromHardware.append(Array($0.bytes)) }
+            portable.feed(raw) { fromPortable.append(Array($0.bytes)) }
+        }
+        #expect(!fromHardware.isEmpty)
+        #expect(fromHardware == fromPortable)
+        #expect(hardware.counters == portable.counters)
+    }
+}

@@ -31,6 +31,16 @@ uint32_t ccrc32c_update_portable(uint32_t crc, const void *bytes, size_t length)
 /// The choice is made once, on first use, and is thread-safe.
 uint32_t ccrc32c_update(uint32_t crc, const void *bytes, size_t length);
 
+/// Checks both CRCs of a complete protocol v1 frame in one call: the header CRC (bytes 0–11
+/// against the u32 at 12) and the payload CRC (the `payload_length` bytes at 16 against the u32
+/// after them). With `hardware` set (only where `ccrc32c_hardware_available()`), the two CRC
+/// chains run interleaved, hiding the instruction's latency. Returns a bit mask: bit 0 set = the
+/// header CRC does not match, bit 1 set = the payload CRC does not match.
+unsigned ccrc32c_check_frame(const void *frame, size_t payload_length, int hardware);
+
+/// Checks only the header CRC of a frame whose header (16 bytes) is present. 1 if it matches.
+int ccrc32c_check_header(const void *frame, int hardware);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,55 @@
+public import ITBSerial
+
+/// Everything the daemon can be told, with the defaults a clinic installation needs.
+///
+/// Set from a config file (``ConfigurationFile``) and then from command-line flags, which win.
+/// Every option is documented in `systemd/itb-bridged.conf`.
+public struct BridgeConfiguration: Sendable, Hashable {
+    /// Explicit device paths (ttys, ptys, symlinks), followed besides discovery.
+    public var devices: [String] = []
+    /// Whether to discover programmers through udev with ``matchRules``.
+    public var discovery: Bool = true
+    /// USB ids that identify a programmer's adapter.
+    public var matchRules: [USBMatchRule] = [.defaultProgrammerAdapter]
+    /// Serial line settings.
+    public var serial: SerialConfiguration = .init()
+    /// The API socket path.
+    public var socketPath: String = "/run/itb-bridge/api.sock"
+    /// The socket's file mode (default 0660: owner and group).
+    public var socketMode: UInt32 = 0o660
+    /// The socket's group (name or number); nil keeps the daemon's own group.
+    public var socketGroup: String?
+    /// Where the journal lives.
+    public var stateDirectory: String = "/var/lib/itb-bridge"
+    /// Log level name (trace, debug, info, notice, warning, error, critical).
+    public var logLevel: String = "info"
+    /// A link with no frame for this long is stale.
+    public var staleAfter: Duration = .seconds(5)
+    /// How often the host sends `HOST_HEARTBEAT`.
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// Days before the computed date that a refill is due (clinics refill 3–5 days early).
+    public var refillMarginDays: Double = 4
+    /// Drug stability limit after a fill, in days.
+    public var stabilityLimitDays: Double = 180
+    /// Raise `refill_due_soon` this many days before the refill due date.
+    public var refillDueSoonDays: Double = 7
+    /// Raise `stability_limit_near` this many days before the stability limit.
+    public var stabilityWarningDays: Double = 14
+    /// Flag a refill whose discrepancy magnitude exceeds this fraction (no published threshold).
+    public var refillDiscrepancyBound: Double = 0.10
+    /// Raise `clock_drift` when the device clock is off the host clock by more than this.
+    public var clockDriftBound: Duration = .seconds(300)
+    /// Journal retention in days.
+    public var retentionDays: Int = 400
+    /// Events a live subscriber may have queued before it is cut off with `lagged`.
+    public var subscriberBufferEvents: Int = 4096
+    /// Largest request body accepted, bytes.
+    public var maxRequestBodyBytes: Int = 16 << 10
+    /// Directory for raw captures of device traffic (nil: no recording).
+    public var captureDirectory: String?
+    /// Rotate a capture file when it reaches this size.
+    public var captureRotateBytes: Int = 64 << 20
+
+    /// The defaults.
+    public init() {}
+}

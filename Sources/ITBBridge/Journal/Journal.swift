@@ -1,0 +1,171 @@
+import Foundation
+public import GRDB
+
+/// The bridge's durable record: SQLite through GRDB in WAL mode, `synchronous = FULL`, so a
+/// committed transaction survives a crash or a power cut. Everything the API publishes is written
+/// here first and gets its event id from here.
+///
+/// The journal is the reason an alarm is never lost: the session sends `ACK stored` only after
+/// the transaction holding the alarm has committed (see ``BridgeCore``).
+public final class Journal: Sendable {
+    /// The database file.
+    public let path: String
+    let pool: DatabasePool
+
+    /// Opens (creating and migrating as needed) `journal.sqlite` in `directory`.
+    public init(directory: String) throws(JournalError) {
+        path = directory.hasSuffix("/") ? directory + "journal.sqlite" : directory + "/journal.sqlite"
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw .cannotOpen(path: directory, reason: "cannot create the state directory: \(error.localizedDescription)")
+        }
+        var config = Configuration()
+        config.label = "itb-journal"
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in
+            // Every commit reaches the disk before it returns: an ACK never precedes durability.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try JournalSchema.migrator.migrate(pool)
+        } catch {
+            throw .cannotOpen(path: path, reason: "\(error)")
+        }
+    }
+
+    /// Runs `body` in one write transaction. Throws ``JournalError/writeFailed(_:)`` (disk full,
+    /// read-only file system, I/O error) with SQLite's reason; nothing of the transaction is kept.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
+        do {
+            return try await pool.write(body)
+        } catch let error as JournalError {
+            throw error
+        } catch {
+            throw .writeFailed("\(error)")
+        }
+    }
+
+    /// Runs `body` on a read-only snapshot.
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
+        do {
+            return try await pool.read(body)
+        } catch {
+            throw .readFailed("\(error)")
+        }
+    }
+
+    /// True when the database answers a trivial query and accepts a write transaction.
+    public func healthCheck() async -> Bool {
+        do {
+            _ = try await pool.write { db in try db.execute(sql: "SELECT 1") }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// The highest event id stored, 0 when none.
+    public func latestEventID() async throws(JournalError) -> Int64 {
+        try await read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM event") ?? 0 }
+    }
+
+    /// Stored events with id > `after`, oldest first, optionally filtered.
+    public func events(after: Int64, device: String? = nil, types: Set<String>? = nil, limit: Int = 10_000) async throws(JournalError) -> [StoredEvent] {
+        try await read { db in
+            var sql = "SELECT id, time_ms, device, type, data FROM event WHERE id > ?"
+            var arguments: [any DatabaseValueConvertible] = [after]
+            if let device {
+                sql += " AND device = ?"
+                arguments.append(device)
+            }
+            if let types, !types.isEmpty {
+                sql += " AND type IN (" + Array(repeating: "?", count: types.count).joined(separator: ",") + ")"
+                arguments += types.sorted()
+            }
+            sql += " ORDER BY id LIMIT ?"
+            arguments.append(limit)
+            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map(StoredEvent.init(row:))
+        }
+    }
+
+    /// Deletes what is older than `days` days: events, history, ended alarms and their records.
+    /// Active alarms are never pruned, whatever their age.
+    @discardableResult
+    public func prune(olderThanDays days: Int, nowMs: Int64) async throws(JournalError) -> Int {
+        let cutoff = nowMs - Int64(days) * 86_400_000
+        return try await write { db in
+            try db.execute(sql: "DELETE FROM event WHERE time_ms < ?", arguments: [cutoff])
+            var removed = db.changesCount
+            try db.execute(sql: "DELETE FROM history WHERE received_ms < ?", arguments: [cutoff])
+            removed += db.changesCount
+            try db.execute(sql: """
+                DELETE FROM alarm_transition WHERE alarm_ref IN
+                  (SELECT id FROM alarm WHERE state = 'ended' AND COALESCE(cleared_at_ms, raised_at_ms) < ?)
+                """, arguments: [cutoff])
+            try db.execute(sql: "DELETE FROM alarm WHERE state = 'ended' AND COALESCE(cleared_at_ms, raised_at_ms) < ?", arguments: [cutoff])
+            removed += db.changesCount
+            try db.execute(sql: "DELETE FROM alarm_message WHERE received_ms < ?", arguments: [cutoff])
+            try db.execute(sql: "DELETE FROM device_session WHERE ended_ms IS NOT NULL AND ended_ms < ?", arguments: [cutoff])
+            return removed
+        }
+    }
+}
+
+/// A journal failure, with SQLite's reason.
+public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The database could not be opened or migrated.
+    case cannotOpen(path: String, reason: String)
+    /// A write transaction failed and was rolled back (disk full, read-only, I/O error).
+    case writeFailed(String)
+    /// A read failed.
+    case readFailed(String)
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let path, let reason): "cannot open the journal at \(path): \(reason)"
+        case .writeFailed(let reason): "journal write failed, nothing stored: \(reason)"
+        case .readFailed(let reason): "journal read failed: \(reason)"
+        }
+    }
+}
+
+/// One published event as stored.
+public struct StoredEvent: Hashable, Sendable {
+    /// The global, increasing event id.
+    public var id: Int64
+    /// When it was stored (host time, ms).
+    public var timeMs: Int64
+    /// The programmer serial it concerns ("" for the bridge itself).
+    public var device: String
+    /// `device`, `status`, `reservoir`, `alarm`, `program`, `refill`.
+    public var type: String
+    /// The JSON object sent as the SSE `data:`.
+    public var data: String
+
+    init(row: Row) {
+        id = row["id"]
+        timeMs = row["time_ms"]
+        device = row["device"]
+        type = row["type"]
+        data = row["data"]
+    }
+
+    /// Creates a record.
+    public init(id: Int64, timeMs: Int64, device: String, type: String, data: String) {
+        self.id = id
+        self.timeMs = timeMs
+        self.device = device
+        self.type = type
+        self.data = data
+    }
+}
+
+extension Database {
+    /// Inserts an event and returns its id.
+    func insertEvent(timeMs: Int64, device: String, type: String, data: String) throws -> Int64 {
+        try execute(sql: "INSERT INTO event (time_ms, device, type, data) VALUES (?, ?, ?, ?)", arguments: [timeMs, device, type, data])
+        return lastInsertedRowID
+    }
+}
