@@ -17,4 +17,4 @@ ensure_packages() {
 }
 
 # The Debian packages the build and the tests need.
-PROJECT_PACKAGES=(python3 pkg-config libudev-dev)
+PROJECT_PACKAGES=(python3 pkg-config bc libudev-dev libsqlite3-dev)
