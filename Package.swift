@@ -11,6 +11,8 @@
 //   CUdev        libudev as a system library (apt: libudev-dev).
 //   ITBSerial    termios serial port, pseudo-terminals, udev discovery, reconnecting link.
 //                Knows bytes, not frames or JSON.
+//   ITBBridge    the daemon as a library: sessions, pump state, derived values, journal,
+//                event hub, HTTP API. `itb-bridged` is a thin main over it.
 //   itb-bridged  the daemon (thin main).
 //   itbctl       client and engineering tool.
 // Benchmarks live in their own package (Benchmarks/Package.swift), as swift-nio does, so the
@@ -41,6 +43,15 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .target(name: "CCRC32C"),
@@ -65,11 +76,30 @@ let package = Package(
             dependencies: ["ITBProtocol"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ITBBridge",
+            dependencies: [
+                "ITBProtocol", "ITBJSON", "ITBSerial", "CITBShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            resources: [.copy("Resources/openapi.json")],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "itb-bridged",
             dependencies: [
-                "ITBProtocol",
+                "ITBBridge", "ITBSerial",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -85,6 +115,14 @@ let package = Package(
         .testTarget(
             name: "ITBProtocolTests",
             dependencies: ["ITBProtocol", "ITBJSON"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ITBBridgeTests",
+            dependencies: [
+                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,102 @@
-// itb-bridged: the bridge daemon. The daemon itself arrives with its own issue; until then this
-// entry point says so plainly instead of pretending to run.
-import ITBProtocol
+// itb-bridged: the bridge daemon. Argument parsing and wiring only; the daemon is ITBBridge.
+import ArgumentParser
+import Foundation
+import ITBBridge
+import ITBSerial
+import Logging
 
-print("itb-bridged: the daemon is not built yet (protocol library only).")
-print("Protocol v1, CRC-32C implementation: \(CRC32C.preferred.rawValue)")
+@main
+struct ITBBridged: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "itb-bridged",
+        abstract: "Bridge ITB pump programmer telemetry to a JSON API on a Unix socket (read-only towards therapy).",
+        discussion: """
+            Settings come from the config file (--config), then from these flags, which win.
+            The API is HTTP/1.1 + JSON on the Unix socket: try
+              curl --unix-socket /run/itb-bridge/api.sock http://localhost/v1/health
+            """,
+        version: BridgeRoutes.version)
+
+    @Option(name: .long, help: ArgumentHelp("A programmer device path (tty, pty or symlink); repeatable. Used besides or instead of udev discovery.", valueName: "path"))
+    var device: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("The API socket path (default /run/itb-bridge/api.sock).", valueName: "path"))
+    var socket: String?
+
+    @Option(name: .long, help: ArgumentHelp("Group of the API socket (name or number).", valueName: "group"))
+    var socketGroup: String?
+
+    @Option(name: .long, help: ArgumentHelp("File mode of the API socket, octal (default 0660).", valueName: "mode"))
+    var socketMode: String?
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory of the journal (default /var/lib/itb-bridge).", valueName: "dir"))
+    var stateDirectory: String?
+
+    @Option(name: .long, help: ArgumentHelp("Config file (key = value lines; see systemd/itb-bridged.conf).", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String?
+
+    @Option(name: .long, help: ArgumentHelp("USB ids of a programmer adapter, VVVV:PPPP[:SERIAL]; repeatable; replaces the configured ones.", valueName: "ids"))
+    var match: [String] = []
+
+    @Flag(name: .long, help: "Do not discover programmers through udev; follow only --device paths.")
+    var noDiscovery = false
+
+    @Option(name: .long, help: ArgumentHelp("Serial line speed (default 115200).", valueName: "rate"))
+    var baudRate: Int?
+
+    mutating func run() async throws {
+        var configuration = BridgeConfiguration()
+        if let config {
+            let text: String
+            do {
+                text = try String(contentsOfFile: config, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot read the config file \(config): \(error.localizedDescription)")
+            }
+            do {
+                configuration = try ConfigurationFile.parse(text)
+            } catch {
+                throw ValidationError("\(config): \(error)")
+            }
+        }
+        if !device.isEmpty { configuration.devices = device }
+        if let socket { configuration.socketPath = socket }
+        if let socketGroup { configuration.socketGroup = socketGroup }
+        if let socketMode {
+            guard let mode = UInt32(socketMode, radix: 8), mode <= 0o777 else { throw ValidationError("--socket-mode: expected an octal mode such as 0660") }
+            configuration.socketMode = mode
+        }
+        if let stateDirectory { configuration.stateDirectory = stateDirectory }
+        if let logLevel { configuration.logLevel = logLevel }
+        if noDiscovery { configuration.discovery = false }
+        if !match.isEmpty {
+            configuration.matchRules = try match.map { text in
+                guard let rule = USBMatchRule(parsing: text) else { throw ValidationError("--match: expected VVVV:PPPP[:SERIAL], found \(text)") }
+                return rule
+            }
+        }
+        if let baudRate {
+            guard SerialConfiguration.supportedBaudRates.contains(baudRate) else { throw ValidationError("--baud-rate: unsupported rate \(baudRate)") }
+            configuration.serial.baudRate = baudRate
+        }
+        guard let level = Logger.Level(rawValue: configuration.logLevel) else {
+            throw ValidationError("--log-level: expected trace, debug, info, notice, warning, error or critical")
+        }
+        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, level: level) }
+        let logger = Logger(label: "itb-bridged")
+        logger.notice("itb-bridged \(BridgeRoutes.version) starting", metadata: [
+            "socket": "\(configuration.socketPath)", "state_dir": "\(configuration.stateDirectory)",
+            "devices": "\(configuration.devices.joined(separator: ","))", "discovery": "\(configuration.discovery)",
+        ])
+        do {
+            try await BridgeDaemon(configuration: configuration, logger: logger).run()
+        } catch {
+            logger.critical("itb-bridged stopped: \(error)")
+            throw ExitCode(1)
+        }
+        logger.notice("itb-bridged stopped")
+    }
+}

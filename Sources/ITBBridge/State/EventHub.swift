@@ -69,9 +69,10 @@ public final class EventHub: Sendable {
     public var subscriberCount: Int { subscribers.withLock { $0.count } }
 
     /// Registers a subscriber. Call ``Subscription/cancel()`` when its client goes away.
-    public func subscribe(_ filter: EventFilter) -> Subscription {
+    /// `onLagged` runs once, on the publishing thread, when the subscriber overflows.
+    public func subscribe(_ filter: EventFilter, onLagged: @escaping @Sendable () -> Void = {}) -> Subscription {
         let id = nextID.add(1, ordering: .relaxed).newValue
-        let subscription = Subscription(id: id, filter: filter, capacity: capacity, hub: self)
+        let subscription = Subscription(id: id, filter: filter, capacity: capacity, hub: self, onLagged: onLagged)
         subscribers.withLock { $0[id] = subscription }
         return subscription
     }
@@ -85,9 +86,18 @@ public final class EventHub: Sendable {
             if !subscription.enqueue(event) {
                 lagged += 1
                 remove(subscription.id)
+                subscription.onLagged()
             }
         }
         return lagged
+    }
+
+    /// Wakes subscribers that have waited longer than `idle` with ``Subscription/Item/idle``, so
+    /// their streams can send a keep-alive (and notice a client that has gone away).
+    public func nudgeIdle(after idle: Duration) {
+        let targets = subscribers.withLock { Array($0.values) }
+        let now = ContinuousClock.now
+        for subscription in targets { subscription.nudge(ifWaitingSince: now - idle) }
     }
 
     func remove(_ id: Int) {
@@ -104,25 +114,40 @@ public final class EventHub: Sendable {
             case lagged
             /// Cancelled: stop.
             case finished
+            /// Nothing happened for a while: a chance to send a keep-alive.
+            case idle
         }
 
         let id: Int
         let filter: EventFilter
+        let onLagged: @Sendable () -> Void
         private let capacity: Int
         private weak let hub: EventHub?
         private struct State: ~Copyable {
             var queue = Deque<PublishedEvent>()
             var waiter: CheckedContinuation<Item, Never>?
+            var waitingSince: ContinuousClock.Instant?
             var lagged = false
             var finished = false
         }
         private let state = Mutex(State())
 
-        init(id: Int, filter: EventFilter, capacity: Int, hub: EventHub) {
+        init(id: Int, filter: EventFilter, capacity: Int, hub: EventHub, onLagged: @escaping @Sendable () -> Void) {
             self.id = id
             self.filter = filter
             self.capacity = capacity
             self.hub = hub
+            self.onLagged = onLagged
+        }
+
+        func nudge(ifWaitingSince cutoff: ContinuousClock.Instant) {
+            let waiter = state.withLock { s -> CheckedContinuation<Item, Never>? in
+                guard let since = s.waitingSince, since <= cutoff, let waiter = s.waiter else { return nil }
+                s.waiter = nil
+                s.waitingSince = nil
+                return waiter
+            }
+            waiter?.resume(returning: .idle)
         }
 
         /// Appends an event; false when the queue was full (the subscriber is now lagged).
@@ -131,6 +156,7 @@ public final class EventHub: Sendable {
                 if s.finished || s.lagged { return (nil, .finished, true) }
                 if let waiter = s.waiter {
                     s.waiter = nil
+                    s.waitingSince = nil
                     return (waiter, .event(event), true)
                 }
                 if s.queue.count >= capacity {
@@ -158,6 +184,7 @@ public final class EventHub: Sendable {
                     }
                     if s.finished { return .finished }
                     s.waiter = continuation
+                    s.waitingSince = ContinuousClock.now
                     return nil
                 }
                 if let ready { continuation.resume(returning: ready) }

@@ -1,0 +1,71 @@
+public import Hummingbird
+import ITBJSON
+public import NIOCore
+
+/// An API error: a stable machine-readable `error` code, a message a person can act on, and the
+/// HTTP status. Rendered as `{"error": "…", "message": "…"}`.
+public struct APIError: HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    /// Stable code clients may branch on (`not_found`, `bad_request`, …).
+    public var code: String
+    /// Human-readable explanation.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var json = JSONWriter(capacity: 256)
+        json.beginObject()
+        json.key("error"); json.string(code)
+        json.key("message"); json.string(message)
+        json.key("status"); json.int(Int(status.code))
+        json.endObject()
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
+    }
+
+    static func unknownDevice(_ id: String) -> APIError {
+        APIError(.notFound, "unknown_device", "no programmer with serial \(id) is known to the bridge")
+    }
+
+    static func badQuery(_ name: String, _ expected: String) -> APIError {
+        APIError(.badRequest, "bad_request", "query parameter `\(name)`: expected \(expected)")
+    }
+}
+
+/// Turns every error into a JSON error object: ours as they are, Hummingbird's (unknown path,
+/// body too large, wrong method) with a stable code, anything else as a 500 that is logged.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as any HTTPResponseError {
+            let code: String = switch error.status {
+            case .notFound: "not_found"
+            case .methodNotAllowed: "method_not_allowed"
+            case .contentTooLarge: "body_too_large"
+            case .badRequest: "bad_request"
+            case .unsupportedMediaType: "unsupported_media_type"
+            default: error.status.code < 500 ? "client_error" : "internal_error"
+            }
+            let message: String = switch error.status {
+            case .notFound: "no such endpoint: \(request.method) \(request.uri.path); see GET /v1/openapi.json"
+            case .contentTooLarge: "request body too large (limit \(context.maxUploadSize) bytes)"
+            default: "\(error.status.reasonPhrase)"
+            }
+            throw APIError(error.status, code, message)
+        } catch {
+            context.logger.error("internal error answering \(request.method) \(request.uri.path)", metadata: ["error": "\(error)"])
+            throw APIError(.internalServerError, "internal_error", "the bridge failed to answer; the error is in its log")
+        }
+    }
+}

@@ -1,0 +1,225 @@
+import Foundation
+public import Hummingbird
+import ITBJSON
+import ITBProtocol
+import NIOCore
+
+/// The HTTP API (`docs/API.md`, `GET /v1/openapi.json`): read-only views of the bridge's state,
+/// alarm acknowledgement (which changes nothing on any pump), live events, metrics.
+public enum BridgeRoutes {
+    /// The daemon's version, reported by `/v1/health`.
+    public static let version = "0.1.0"
+
+    /// Builds the router over `core`.
+    public static func router(core: BridgeCore) -> Router<BridgeRequestContext> {
+        let router = Router(context: BridgeRequestContext.self)
+        router.middlewares.add(JSONErrorMiddleware())
+
+        router.get("/v1/health") { _, _ in
+            let database = await core.journal.healthCheck()
+            let journalHealthy = await core.journalHealthy
+            let devices = await core.deviceStates()
+            let connected = devices.filter { if case .connected = $0.link { true } else { false } }.count
+            let uptimeMs = core.now() - core.startedAtMs
+            return json { json in
+                json.beginObject()
+                json.key("status"); json.string(database && journalHealthy ? "ok" : "degraded")
+                json.key("version"); json.string(version)
+                json.key("protocol_major"); json.int(FrameLayout.majorVersion)
+                json.key("uptime_s"); json.int(uptimeMs / 1000)
+                json.key("started_at"); json.time(ms: core.startedAtMs)
+                json.key("database_ok"); json.bool(database && journalHealthy)
+                json.key("journal"); json.string(core.journal.path)
+                json.key("devices_connected"); json.int(connected)
+                json.key("devices_known"); json.int(devices.count)
+                json.key("subscribers"); json.int(core.hub.subscriberCount)
+                json.endObject()
+            }
+        }
+
+        router.get("/v1/devices") { _, _ in
+            let devices = await core.deviceStates()
+            let unidentified = await core.unidentifiedSessions()
+            return json { json in
+                json.beginObject()
+                json.key("devices")
+                json.beginArray()
+                for device in devices { Rendering.device(device, &json) }
+                json.endArray()
+                json.key("unidentified")
+                json.beginArray()
+                for session in unidentified {
+                    json.beginObject()
+                    json.key("path"); json.string(session.path)
+                    json.key("link_detail"); json.string(session.link.description)
+                    json.endObject()
+                }
+                json.endArray()
+                json.endObject()
+            }
+        }
+
+        router.get("/v1/devices/:id") { _, context in
+            let device = try await knownDevice(core, context)
+            return json { Rendering.device(device, &$0) }
+        }
+
+        router.get("/v1/devices/:id/status") { _, context in
+            let device = try await knownDevice(core, context)
+            guard let status = device.status else {
+                throw APIError(.notFound, "no_status", "programmer \(device.id) has not reported a pump status yet")
+            }
+            return json { Rendering.status(device.id, status, &$0) }
+        }
+
+        router.get("/v1/devices/:id/reservoir") { _, context in
+            let device = try await knownDevice(core, context)
+            guard device.reservoir != nil else {
+                throw APIError(.notFound, "no_reservoir", "programmer \(device.id) has not reported a reservoir reading yet")
+            }
+            let configuration = core.configuration
+            return json { Rendering.reservoir(device, configuration, &$0) }
+        }
+
+        router.get("/v1/devices/:id/program") { _, context in
+            let device = try await knownDevice(core, context)
+            guard let program = device.program else {
+                throw APIError(.notFound, "no_program", "programmer \(device.id) has not reported a dose program yet")
+            }
+            return json { Rendering.program(device.id, program, &$0) }
+        }
+
+        router.get("/v1/alarms") { request, _ in
+            let query = request.uri.queryParameters
+            let active: Bool? = try query.get("active").map { value -> Bool in
+                switch value {
+                case "true", "1", "yes": return true
+                case "false", "0", "no": return false
+                default: throw APIError.badQuery("active", "true or false")
+                }
+            }
+            let since: Int64? = try query.get("since").map { value -> Int64 in
+                guard let n = Int64(value), n >= 0 else { throw APIError.badQuery("since", "an event id (a whole number ≥ 0)") }
+                return n
+            }
+            let limit: Int = try query.get("limit").map { value -> Int in
+                guard let n = Int(value), (1...10_000).contains(n) else { throw APIError.badQuery("limit", "a whole number from 1 to 10000") }
+                return n
+            } ?? 1000
+            let device = query.get("device")
+            let alarms = try await journalCall { try await core.journal.alarms(active: active, device: device, sinceEventID: since, limit: limit) }
+            return json { json in
+                json.beginObject()
+                json.key("alarms")
+                json.beginArray()
+                for alarm in alarms { alarm.writeJSON(into: &json) }
+                json.endArray()
+                json.endObject()
+            }
+        }
+
+        router.get("/v1/alarms/:alarm") { _, context in
+            let id = try alarmID(context)
+            guard let (alarm, transitions) = try await journalCall({ try await core.journal.alarm(id: id) }) else {
+                throw APIError(.notFound, "unknown_alarm", "no alarm with id \(id)")
+            }
+            return json { json in
+                json.beginObject()
+                json.key("alarm"); alarm.writeJSON(into: &json)
+                json.key("transitions")
+                json.beginArray()
+                for transition in transitions {
+                    json.beginObject()
+                    json.key("state"); json.string(transition.state)
+                    json.key("at"); json.time(ms: transition.atMs)
+                    json.key("by_uid"); if let uid = transition.byUID { json.int(uid) } else { json.null() }
+                    json.key("event_id"); json.int(transition.eventID)
+                    json.endObject()
+                }
+                json.endArray()
+                json.endObject()
+            }
+        }
+
+        router.post("/v1/alarms/:alarm/acknowledge") { request, context in
+            let id = try alarmID(context)
+            // No body is needed; one that is sent must be small (and is otherwise ignored).
+            _ = try await request.body.collect(upTo: context.maxUploadSize)
+            guard let uid = await context.peerUID() else {
+                throw APIError(.forbidden, "no_peer_credentials", "acknowledging needs a Unix-socket client whose uid the kernel can tell")
+            }
+            let outcome = try await journalCall { try await core.acknowledge(alarm: id, uid: Int64(uid)) }
+            switch outcome {
+            case .notFound:
+                throw APIError(.notFound, "unknown_alarm", "no alarm with id \(id)")
+            case .alreadyEnded(let alarm):
+                throw APIError(.conflict, "alarm_ended", "alarm \(alarm.id) (\(alarm.code)) has already ended; there is nothing to acknowledge")
+            case .acknowledged(let alarm, _), .alreadyAcknowledged(let alarm):
+                return json { alarm.writeJSON(into: &$0) }
+            }
+        }
+
+        router.get("/v1/events") { request, context in
+            try await EventStream.response(request: request, context: context, core: core)
+        }
+
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                body: .init(byteBuffer: ByteBuffer(bytes: core.metrics.render())))
+        }
+
+        router.get("/v1/openapi.json") { _, _ in
+            guard let document = OpenAPIDocument.bytes else {
+                throw APIError(.internalServerError, "internal_error", "the OpenAPI document is missing from this build")
+            }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: document)))
+        }
+        return router
+    }
+
+    /// A 200 JSON response rendered by `build`.
+    static func json(_ build: (inout JSONWriter) -> Void) -> Response {
+        var json = JSONWriter(capacity: 2048)
+        build(&json)
+        json.appendRaw(byte: UInt8(ascii: "\n"))
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
+    }
+
+    static func knownDevice(_ core: BridgeCore, _ context: BridgeRequestContext) async throws -> DeviceState {
+        let id = try context.parameters.require("id")
+        guard let device = await core.device(id) else { throw APIError.unknownDevice(id) }
+        return device
+    }
+
+    static func alarmID(_ context: BridgeRequestContext) throws -> Int64 {
+        let text = try context.parameters.require("alarm")
+        guard let id = Int64(text), id > 0 else {
+            throw APIError(.badRequest, "bad_alarm_id", "alarm ids are positive whole numbers, not `\(text)`")
+        }
+        return id
+    }
+
+    /// Maps a journal failure to 503: the data exists, the database cannot be used right now.
+    static func journalCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as JournalError {
+            throw APIError(.serviceUnavailable, "journal_unavailable", "the journal cannot be used right now: \(error)")
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document, shipped as a resource and kept in the repository
+/// (`Sources/ITBBridge/Resources/openapi.json`).
+enum OpenAPIDocument {
+    static let bytes: [UInt8]? = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
+              let data = try? Data(contentsOf: url) else { return nil }
+        return [UInt8](data)
+    }()
+}

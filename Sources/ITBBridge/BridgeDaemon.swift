@@ -1,0 +1,145 @@
+import Foundation
+public import Hummingbird
+import ITBSerial
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// The whole daemon as one service: opens the journal, starts the core, serves the API on its
+/// Unix socket, follows the configured and discovered programmers, and runs the periodic checks,
+/// until graceful shutdown (SIGTERM, SIGINT). `itb-bridged` is a thin `main` over this; tests
+/// run it in-process.
+public struct BridgeDaemon: Service {
+    /// What the daemon was told.
+    public let configuration: BridgeConfiguration
+    private let logger: Logger
+    private let onReady: @Sendable () -> Void
+    private let onTick: @Sendable () -> Void
+
+    /// Creates the daemon. `onReady` runs once the journal is open and the socket accepts
+    /// connections at its final path (systemd's `READY=1`); `onTick` runs from the main loop once
+    /// a second (the watchdog ping).
+    public init(configuration: BridgeConfiguration, logger: Logger,
+                onReady: @escaping @Sendable () -> Void = {}, onTick: @escaping @Sendable () -> Void = {}) {
+        self.configuration = configuration
+        self.logger = logger
+        self.onReady = onReady
+        self.onTick = onTick
+    }
+
+    public func run() async throws {
+        let journal = try Journal(directory: configuration.stateDirectory)
+        let nowMs: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+        do {
+            let pruned = try await journal.prune(olderThanDays: configuration.retentionDays, nowMs: nowMs())
+            if pruned > 0 { logger.info("journal retention: pruned old records", metadata: ["records": "\(pruned)"]) }
+        } catch {
+            logger.error("journal retention pruning failed", metadata: ["error": "\(error)"])
+        }
+        let core = await BridgeCore(configuration: configuration, journal: journal, metrics: BridgeMetrics(), logger: logger, now: nowMs)
+        let socket = try SocketPublisher(path: configuration.socketPath, mode: configuration.socketMode, group: configuration.socketGroup)
+        let logger = self.logger
+        let onReady = self.onReady
+        let app = Application(
+            router: BridgeRoutes.router(core: core),
+            configuration: .init(address: .unixDomainSocket(path: socket.temporaryPath), serverName: "itb-bridged"),
+            onServerRunning: { _ in
+                do {
+                    try socket.publish()
+                    logger.notice("API listening", metadata: ["socket": "\(socket.path)", "mode": "\(String(socket.mode, radix: 8))"])
+                    onReady()
+                } catch {
+                    logger.critical("\(error)")
+                }
+            },
+            logger: Logger(label: "itb-bridged.http", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let devices = DeviceSupervisor(core: core, configuration: configuration, logger: logger)
+        let ticker = Ticker(core: core, configuration: configuration, onTick: onTick)
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: app), .init(service: devices), .init(service: ticker)],
+            logger: logger)
+        groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
+        let group = ServiceGroup(configuration: groupConfiguration)
+        defer { socket.remove() }
+        try await group.run()
+        logger.notice("shutting down: API socket removed, journal closed")
+    }
+}
+
+/// Follows every configured path and every programmer udev reports, one session each.
+struct DeviceSupervisor: Service {
+    let core: BridgeCore
+    let configuration: BridgeConfiguration
+    let logger: Logger
+
+    func run() async throws {
+        let (added, addedContinuation) = AsyncStream.makeStream(of: String.self)
+        let sessions = Mutex<[String: DeviceSession]>([:])
+        var discovery: DeviceDiscovery?
+        if configuration.discovery {
+            let d = DeviceDiscovery(rules: configuration.matchRules)
+            let logger = self.logger
+            d.start { event in
+                switch event {
+                case .added(let device):
+                    logger.notice("programmer found by udev", metadata: ["path": "\(device.path)", "serial": "\(device.serial ?? "unknown")"])
+                    if let existing = sessions.withLock({ $0[device.path] }) {
+                        existing.deviceAppeared()
+                    } else {
+                        addedContinuation.yield(device.path)
+                    }
+                case .removed(let node):
+                    logger.info("udev: device removed", metadata: ["node": "\(node)"])
+                case .unavailable(let reason):
+                    logger.warning("device discovery unavailable: \(reason)")
+                }
+            }
+            discovery = d
+        }
+        for path in configuration.devices { addedContinuation.yield(path) }
+        if configuration.devices.isEmpty && !configuration.discovery {
+            logger.warning("no devices configured and discovery is off: the bridge will serve the journal only")
+        }
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for await path in added {
+                    let isNew = sessions.withLock { current -> Bool in current[path] == nil }
+                    guard isNew else { continue }
+                    let session = DeviceSession(path: path, core: core, configuration: configuration, logger: logger)
+                    sessions.withLock { $0[path] = session }
+                    logger.info("following device", metadata: ["path": "\(path)"])
+                    group.addTask { await session.run() }
+                }
+            }
+        }
+        addedContinuation.finish()
+        discovery?.stop()
+    }
+}
+
+/// The main loop's clock: stale checks, keep-alives for idle event streams, the watchdog ping,
+/// and daily retention pruning.
+struct Ticker: Service {
+    let core: BridgeCore
+    let configuration: BridgeConfiguration
+    let onTick: @Sendable () -> Void
+
+    func run() async throws {
+        var lastPrune = ContinuousClock.now
+        while !Task.isCancelledOrShuttingDown {
+            await core.tick()
+            core.hub.nudgeIdle(after: .seconds(15))
+            onTick()
+            if ContinuousClock.now - lastPrune > .seconds(86_400) {
+                lastPrune = ContinuousClock.now
+                _ = try? await core.journal.prune(olderThanDays: configuration.retentionDays, nowMs: core.now())
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+}
+
+extension Task where Success == Never, Failure == Never {
+    /// True when the task is cancelled or the service group is shutting down gracefully.
+    static var isCancelledOrShuttingDown: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
+}
