@@ -11,6 +11,8 @@
 //   CUdev        libudev as a system library (apt: libudev-dev).
 //   ITBSerial    termios serial port, pseudo-terminals, udev discovery, reconnecting link.
 //                Knows bytes, not frames or JSON.
+//   ITBClient    HTTP/1.1 + SSE client over the daemon's Unix socket (itbctl, tests).
+//   ITBSimulator the programmer's side of the protocol on a pty (simulator, tests, replay).
 //   ITBBridge    the daemon as a library: sessions, pump state, derived values, journal,
 //                event hub, HTTP API. `itb-bridged` is a thin main over it.
 //   itb-bridged  the daemon (thin main).
@@ -40,6 +42,9 @@ let package = Package(
         .library(name: "ITBProtocol", targets: ["ITBProtocol"]),
         .library(name: "ITBJSON", targets: ["ITBJSON"]),
         .library(name: "ITBSerial", targets: ["ITBSerial"]),
+        .library(name: "ITBBridge", targets: ["ITBBridge"]),
+        .library(name: "ITBClient", targets: ["ITBClient"]),
+        .library(name: "ITBSimulator", targets: ["ITBSimulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -94,6 +99,15 @@ let package = Package(
             resources: [.copy("Resources/openapi.json")],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ITBClient",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ITBSimulator",
+            dependencies: ["ITBProtocol", "ITBSerial"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "itb-bridged",
             dependencies: [
@@ -120,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "ITBBridgeTests",
             dependencies: [
-                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial",
+                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -136,6 +136,9 @@ struct Ticker: Service {
             }
             try? await Task.sleep(for: .seconds(1))
         }
+        // Shutting down (the ticker is stopped first, before the API): end every live event
+        // stream, or the HTTP server would wait for them forever.
+        core.hub.close()
     }
 }
 

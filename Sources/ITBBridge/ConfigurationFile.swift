@@ -20,7 +20,9 @@ public enum ConfigurationFile {
         var config = base
         var devicesSeen = false
         var matchSeen = false
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Split on any line break: in a String "\r\n" is one Character, so splitting on "\n" alone would
+        // read a CRLF file as a single line (and a device path with the rest of the file in it).
+        for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let lineNumber = index + 1
             var line = Substring(rawLine)
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }

@@ -56,6 +56,7 @@ public struct EventFilter: Hashable, Sendable {
 /// bridge. The client can reconnect with `Last-Event-ID` and catch up from the journal.
 public final class EventHub: Sendable {
     private let subscribers = Mutex<[Int: Subscription]>([:])
+    private let closed = Atomic<Bool>(false)
     private let nextID = Atomic<Int>(0)
     /// Queue capacity of each subscriber.
     public let capacity: Int
@@ -73,8 +74,24 @@ public final class EventHub: Sendable {
     public func subscribe(_ filter: EventFilter, onLagged: @escaping @Sendable () -> Void = {}) -> Subscription {
         let id = nextID.add(1, ordering: .relaxed).newValue
         let subscription = Subscription(id: id, filter: filter, capacity: capacity, hub: self, onLagged: onLagged)
-        subscribers.withLock { $0[id] = subscription }
+        let open = subscribers.withLock { list -> Bool in
+            if closed.load(ordering: .relaxed) { return false }
+            list[id] = subscription
+            return true
+        }
+        if !open { subscription.cancel() }
         return subscription
+    }
+
+    /// Shutting down: finishes every subscription (their streams end, so the HTTP server can
+    /// stop) and refuses new ones.
+    public func close() {
+        let all = subscribers.withLock { list -> [Subscription] in
+            closed.store(true, ordering: .relaxed)
+            defer { list.removeAll() }
+            return Array(list.values)
+        }
+        for subscription in all { subscription.cancel() }
     }
 
     /// Delivers `event` to every matching subscriber. Returns how many were cut off as lagged.

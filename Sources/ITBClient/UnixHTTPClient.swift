@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A small HTTP/1.1 client over a Unix-domain socket: what `itbctl` and the end-to-end tests use
+/// to talk to `itb-bridged`, the way `curl --unix-socket` does. Blocking, one request per
+/// connection; call it from a thread that may block (a command-line tool, a test's own thread).
+public struct UnixHTTPClient: Sendable {
+    /// The daemon's socket.
+    public var socketPath: String
+    /// How long to wait for connecting, sending and each read.
+    public var timeout: Duration
+
+    /// Creates a client for the socket at `socketPath`.
+    public init(socketPath: String, timeout: Duration = .seconds(10)) {
+        self.socketPath = socketPath
+        self.timeout = timeout
+    }
+
+    /// Sends one request and reads the whole response.
+    public func request(_ method: String, _ path: String, body: [UInt8] = [], headers: [(String, String)] = []) throws(ClientError) -> HTTPResponse {
+        let connection = try Connection(socketPath: socketPath, timeout: timeout)
+        defer { connection.close() }
+        try connection.send(Self.requestBytes(method, path, body: body, headers: headers + [("Connection", "close")]))
+        var reader = ResponseReader(connection: connection)
+        let head = try reader.readHead()
+        let bytes = try reader.readBody(head)
+        return HTTPResponse(status: head.status, headers: head.headers, body: bytes)
+    }
+
+    /// `GET` shorthand.
+    public func get(_ path: String) throws(ClientError) -> HTTPResponse {
+        try request("GET", path)
+    }
+
+    /// Opens `GET path` as a Server-Sent Events stream.
+    public func events(_ path: String, lastEventID: Int64? = nil) throws(ClientError) -> EventStreamReader {
+        let connection = try Connection(socketPath: socketPath, timeout: timeout)
+        var headers: [(String, String)] = [("Accept", "text/event-stream")]
+        if let lastEventID { headers.append(("Last-Event-ID", String(lastEventID))) }
+        do throws(ClientError) {
+            try connection.send(Self.requestBytes("GET", path, body: [], headers: headers))
+            var reader = ResponseReader(connection: connection)
+            let head = try reader.readHead()
+            guard head.status == 200 else {
+                let body = (try? reader.readBody(head)) ?? []
+                throw ClientError.httpStatus(head.status, String(decoding: body, as: UTF8.self))
+            }
+            return EventStreamReader(reader: reader, head: head)
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    static func requestBytes(_ method: String, _ path: String, body: [UInt8], headers: [(String, String)]) -> [UInt8] {
+        var text = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nUser-Agent: itbctl\r\n"
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        if !body.isEmpty || method == "POST" || method == "PUT" { text += "Content-Length: \(body.count)\r\n" }
+        text += "\r\n"
+        return Array(text.utf8) + body
+    }
+}
+
+/// A response.
+public struct HTTPResponse: Sendable {
+    /// Status code.
+    public var status: Int
+    /// Header fields in order, names as sent.
+    public var headers: [(String, String)]
+    /// The body, de-chunked.
+    public var body: [UInt8]
+
+    /// The first header of that name (case-insensitive).
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    /// The body as text.
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// Why a request failed, worded for the person at the terminal.
+public enum ClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Nothing listens at the socket: the daemon is not running (or the path is wrong).
+    case daemonNotRunning(socket: String)
+    /// The socket exists but this user may not connect (not in the socket's group).
+    case permissionDenied(socket: String)
+    /// The daemon did not answer in time.
+    case timedOut(socket: String)
+    /// The connection broke or the answer was not HTTP.
+    case protocolError(String)
+    /// A non-success status where one was required.
+    case httpStatus(Int, String)
+    /// Another system error.
+    case system(call: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .daemonNotRunning(let socket): "itb-bridged is not running (nothing listens at \(socket)); start it with `systemctl start itb-bridged`, or pass --socket"
+        case .permissionDenied(let socket): "permission denied on \(socket): add your user to the socket's group (see README, Install)"
+        case .timedOut(let socket): "itb-bridged did not answer in time on \(socket)"
+        case .protocolError(let why): "unexpected answer from itb-bridged: \(why)"
+        case .httpStatus(let status, let body): "itb-bridged answered \(status): \(body)"
+        case .system(let call, let code): "\(call) failed: \(String(cString: strerror(code)))"
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import ITBBridge
+import ITBClient
+import ITBProtocol
+import ITBSerial
+import ITBSimulator
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a blocking call on its own thread, never on the cooperative pool: the in-process daemon
+/// needs that pool, and a test blocked on it would starve the daemon it is waiting for.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: Result { try body() }) }.start()
+    }
+    return try result.get()
+}
+
+/// A fresh directory under the system's temporary directory, removed by `remove()`.
+struct ScratchDirectory: Sendable {
+    let path: String
+    init(_ name: String) throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("itb-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A realistic programmer identity for the tests.
+let testProgrammer = ProgrammerInfo(bootID: 0x1234_5678_9ABC, firmwareVersion: 0x02_04_01, protocolMinor: 0,
+                                    programmerSerial: "PGM-000123", hardwareModel: "ITB-CP 8840")
+
+/// An in-process bridge daemon on a scratch directory, following one simulated programmer.
+final class BridgeHarness: @unchecked Sendable {
+    // @unchecked: `programmer` is driven from one test at a time, through `blocking`.
+    let directory: ScratchDirectory
+    let configuration: BridgeConfiguration
+    let programmer: ProgrammerEndpoint
+    let client: UnixHTTPClient
+    private var task: Task<Void, any Error>?
+
+    /// Starts the daemon and waits until its socket is published.
+    init(name: String, configure: (inout BridgeConfiguration) -> Void = { _ in }) async throws {
+        directory = try ScratchDirectory(name)
+        programmer = try ProgrammerEndpoint(info: testProgrammer, initialRetransmitDelay: .milliseconds(200),
+                                            maximumRetransmitDelay: .seconds(1))
+        var configuration = BridgeConfiguration()
+        configuration.devices = [programmer.pty.slavePath]
+        configuration.discovery = false
+        configuration.socketPath = directory.path + "/api.sock"
+        configuration.stateDirectory = directory.path + "/state"
+        configuration.heartbeatInterval = .milliseconds(200)
+        configure(&configuration)
+        self.configuration = configuration
+        client = UnixHTTPClient(socketPath: configuration.socketPath, timeout: .seconds(10))
+        var logger = Logger(label: "itb-test") { label in DaemonLogHandler(label: label, level: .warning, journald: false) }
+        logger.logLevel = .warning
+        let (ready, readyContinuation) = AsyncStream.makeStream(of: Void.self)
+        let daemon = BridgeDaemon(configuration: configuration, logger: logger, onReady: { readyContinuation.yield() })
+        task = Task { try await daemon.run() }
+        var iterator = ready.makeAsyncIterator()
+        _ = await iterator.next()
+    }
+
+    /// Stops the daemon (as SIGTERM would: cancellation) and removes the scratch directory.
+    func stop() async {
+        task?.cancel()
+        _ = try? await task?.value
+        programmer.pty.close()
+        directory.remove()
+    }
+
+    // Blocking calls, off the cooperative pool.
+
+    func get(_ path: String) async throws -> HTTPResponse {
+        let client = self.client
+        return try await blocking { try client.get(path) }
+    }
+
+    func request(_ method: String, _ path: String, body: [UInt8] = []) async throws -> HTTPResponse {
+        let client = self.client
+        return try await blocking { try client.request(method, path, body: body) }
+    }
+
+    func json(_ path: String) async throws -> [String: Any] {
+        let response = try await get(path)
+        guard response.status == 200 else { throw HarnessError("GET \(path) answered \(response.status): \(response.text)") }
+        return try JSONObject.parse(response.body)
+    }
+
+    /// Runs `body` with the programmer on a thread of its own.
+    func withProgrammer<T: Sendable>(_ body: @escaping @Sendable (ProgrammerEndpoint) throws -> T) async throws -> T {
+        let programmer = self.programmer
+        return try await blocking { try body(programmer) }
+    }
+
+    /// Services the programmer (reads ACKs, host heartbeats; retransmits) until `condition`
+    /// holds or `timeout` passes; true if it held.
+    func serviceProgrammer(timeout: Duration = .seconds(10), until condition: @escaping @Sendable (ProgrammerEndpoint) -> Bool) async throws -> Bool {
+        try await withProgrammer { programmer in
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if condition(programmer) { return true }
+                try programmer.service(timeout: .milliseconds(20))
+            }
+            return condition(programmer)
+        }
+    }
+
+    /// Waits until `GET path` gives 200 and `predicate` holds for its JSON.
+    func waitFor(_ path: String, timeout: Duration = .seconds(10), _ predicate: @escaping ([String: Any]) -> Bool) async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + timeout
+        var last: String = ""
+        while ContinuousClock.now < deadline {
+            let response = try await get(path)
+            if response.status == 200, let object = try? JSONObject.parse(response.body), predicate(object) { return object }
+            last = response.text
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw HarnessError("timed out waiting on \(path); last answer: \(last)")
+    }
+
+    /// Connects the programmer: it announces itself once the bridge has opened the port.
+    func connectProgrammer() async throws {
+        // The programmer announces itself when the first HOST_HEARTBEAT arrives.
+        guard try await serviceProgrammer(until: { $0.hostHeartbeats > 0 }) else { throw HarnessError("no HOST_HEARTBEAT from the bridge") }
+        _ = try await waitFor("/v1/devices/\(testProgrammer.programmerSerial)") { ($0["link_state"] as? String) == "connected" }
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum JSONObject {
+    static func parse(_ bytes: [UInt8]) throws -> [String: Any] {
+        guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw HarnessError("not a JSON object: \(String(decoding: bytes, as: UTF8.self))")
+        }
+        return object
+    }
+}
+
+/// Host time now, ms.
+func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }

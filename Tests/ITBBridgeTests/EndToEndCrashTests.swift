@@ -1,0 +1,124 @@
+import Foundation
+import ITBBridge
+import ITBClient
+import ITBProtocol
+import ITBSimulator
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon as a real process, for what only a process can show: SIGKILL at any instant.
+final class DaemonProcess: @unchecked Sendable {
+    // @unchecked: started and stopped by one test.
+    let process = Process()
+    let socketPath: String
+
+    /// The built `itb-bridged` next to this test bundle (same build directory).
+    static var executable: URL {
+        get throws {
+            var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            for _ in 0..<4 {
+                let candidate = directory.appendingPathComponent("itb-bridged")
+                if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+                directory.deleteLastPathComponent()
+            }
+            let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent(".build/debug/itb-bridged")
+            guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
+                throw HarnessError("itb-bridged is not built: run `swift build --build-tests` first")
+            }
+            return fallback
+        }
+    }
+
+    init(arguments: [String], socketPath: String, log: String) throws {
+        self.socketPath = socketPath
+        process.executableURL = try Self.executable
+        process.arguments = arguments
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        process.standardError = handle
+        process.standardOutput = handle
+        try process.run()
+    }
+
+    /// Waits until the API answers.
+    func waitReady(timeout: Duration = .seconds(20)) async throws {
+        let client = UnixHTTPClient(socketPath: socketPath, timeout: .seconds(2))
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let response = try? await blocking({ try client.get("/v1/health") }), response.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw HarnessError("itb-bridged did not become ready")
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func terminate() {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+}
+
+@Suite("Crash safety: SIGKILL during an alarm burst")
+struct CrashSafetyTests {
+    @Test("killed with SIGKILL in the middle of an alarm burst and restarted, the journal holds each alarm exactly once and every alarm is acknowledged", arguments: [1, 2, 3])
+    func killDuringAlarmBurst(round: Int) async throws {
+        let directory = try ScratchDirectory("kill9-\(round)")
+        defer { directory.remove() }
+        let socketPath = directory.path + "/api.sock"
+        let programmer = try ProgrammerEndpoint(info: testProgrammer, initialRetransmitDelay: .milliseconds(100),
+                                                maximumRetransmitDelay: .milliseconds(400))
+        defer { programmer.pty.close() }
+        let arguments = ["--no-discovery", "--device", programmer.pty.slavePath, "--socket", socketPath,
+                         "--state-dir", directory.path + "/state", "--log-level", "warning"]
+        var daemon = try DaemonProcess(arguments: arguments, socketPath: socketPath, log: directory.path + "/daemon.log")
+        try await daemon.waitReady()
+
+        // Identify, then send a burst of 40 alarms, and kill the daemon partway through.
+        let burst = 40
+        let killAfter = Duration.milliseconds(Int64(10 + 25 * round))
+        try await blocking {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while programmer.hostHeartbeats == 0, ContinuousClock.now < deadline { try programmer.service(timeout: .milliseconds(20)) }
+        }
+        try await blocking {
+            for i in 0..<burst {
+                let code: AlarmCode = [.lowReservoir, .motorStall, .flowFault, .eri][i % 4]
+                try programmer.raise(code: code, priority: .high, transition: i % 8 < 4 ? .raised : .cleared, detail: "burst \(i)", onsetTimeMs: nowMs())
+            }
+        }
+        try await Task.sleep(for: killAfter)
+        daemon.kill9()
+        let acknowledgedBeforeKill = Set(programmer.acks.filter { $0.status == .stored }.map(\.alarmID))
+
+        // Restart on the same journal; the programmer keeps retransmitting what was not ACKed.
+        daemon = try DaemonProcess(arguments: arguments, socketPath: socketPath, log: directory.path + "/daemon.log")
+        defer { daemon.terminate() }
+        try await daemon.waitReady()
+        let allAcked = try await blocking { () -> Bool in
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !programmer.pending.isEmpty, ContinuousClock.now < deadline { try programmer.service(timeout: .milliseconds(20)) }
+            return programmer.pending.isEmpty
+        }
+        #expect(allAcked, "every alarm is eventually acknowledged as stored")
+
+        // Exactly once: every device alarm id is stored once, whether it was ACKed before the kill or not.
+        let client = UnixHTTPClient(socketPath: socketPath)
+        let alarms = try await blocking { try client.get("/v1/alarms?device=\(testProgrammer.programmerSerial)&limit=10000") }
+        let list = try #require(try JSONObject.parse(alarms.body)["alarms"] as? [[String: Any]])
+        var idsSeen: [Int] = []
+        for alarm in list {
+            if let raised = alarm["device_alarm_id"] as? Int { idsSeen.append(raised) }
+            if let cleared = alarm["cleared_device_alarm_id"] as? Int { idsSeen.append(cleared) }
+        }
+        #expect(idsSeen.sorted() == Array(1...burst), "each of the \(burst) alarm messages stored exactly once")
+        #expect(acknowledgedBeforeKill.count <= burst)
+    }
+}

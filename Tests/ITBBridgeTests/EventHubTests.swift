@@ -1,0 +1,266 @@
+import ITBBridge
+import Synchronization
+import Testing
+
+/// Live fan-out: order, filters, bounded queues that cut off a slow subscriber, wake-ups.
+@Suite("Event hub")
+struct EventHubTests {
+    private func event(_ id: Int64, device: String = "PGM-1", type: String = "status") -> PublishedEvent {
+        PublishedEvent(StoredEvent(id: id, timeMs: 1_750_000_000_000 + id, device: device, type: type, data: "{\"n\":\(id)}"))
+    }
+
+    /// The event id of an item, nil when it is not an event.
+    private func eventID(_ item: EventHub.Subscription.Item?) -> Int64? {
+        if case .event(let event)? = item { return event.id }
+        return nil
+    }
+
+    private func isLagged(_ item: EventHub.Subscription.Item?) -> Bool {
+        if case .lagged? = item { return true }
+        return false
+    }
+
+    private func isFinished(_ item: EventHub.Subscription.Item?) -> Bool {
+        if case .finished? = item { return true }
+        return false
+    }
+
+    private func isIdle(_ item: EventHub.Subscription.Item?) -> Bool {
+        if case .idle? = item { return true }
+        return false
+    }
+
+    /// `subscription.next()`, or nil if nothing comes within `timeout` (the subscription is then
+    /// cancelled so that the waiting call returns and the test does not hang).
+    private func next(_ subscription: EventHub.Subscription, within timeout: Duration = .seconds(5)) async -> EventHub.Subscription.Item? {
+        await withTaskGroup(of: EventHubTestOutcome.self) { group in
+            group.addTask { .item(await subscription.next()) }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return .timedOut
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            switch first {
+            case .item(let item):
+                return item
+            case .timedOut:
+                subscription.cancel()
+                return nil
+            }
+        }
+    }
+
+    // MARK: fan-out and filters
+
+    @Test("every subscriber receives every event, in publication order")
+    func fanOutInOrder() {
+        let hub = EventHub(capacity: 64)
+        let subscriptions = (0..<5).map { _ in hub.subscribe(EventFilter()) }
+        for id in 1...20 { #expect(hub.publish(event(Int64(id))) == 0) }
+        for subscription in subscriptions {
+            var ids: [Int64] = []
+            while let event = subscription.poll() { ids.append(event.id) }
+            #expect(ids == Array(1...20))
+        }
+    }
+
+    @Test("subscribers reading concurrently with the publisher each see every event in order")
+    func fanOutConcurrentReaders() async {
+        let hub = EventHub(capacity: 4096)
+        let count = 500
+        let subscriptions = (0..<8).map { _ in hub.subscribe(EventFilter()) }
+        await withTaskGroup(of: [Int64].self) { group in
+            for subscription in subscriptions {
+                group.addTask {
+                    var ids: [Int64] = []
+                    while ids.count < count {
+                        guard case .event(let event) = await subscription.next() else { break }
+                        ids.append(event.id)
+                    }
+                    return ids
+                }
+            }
+            for id in 1...count { hub.publish(event(Int64(id))) }
+            for await ids in group {
+                #expect(ids == (1...count).map(Int64.init))
+            }
+        }
+    }
+
+    @Test("a device filter passes only that device's events")
+    func filterByDevice() {
+        let hub = EventHub(capacity: 64)
+        let one = hub.subscribe(EventFilter(device: "PGM-1"))
+        let all = hub.subscribe(EventFilter())
+        hub.publish(event(1, device: "PGM-1"))
+        hub.publish(event(2, device: "PGM-2"))
+        hub.publish(event(3, device: "PGM-1", type: "alarm"))
+        hub.publish(event(4, device: "PGM-10"))
+        #expect(one.poll()?.id == 1)
+        #expect(one.poll()?.id == 3)
+        #expect(one.poll() == nil)
+        #expect([all.poll(), all.poll(), all.poll(), all.poll()].map { $0?.id } == [1, 2, 3, 4])
+    }
+
+    @Test("a type filter passes only those types, and combines with a device filter")
+    func filterByType() {
+        let hub = EventHub(capacity: 64)
+        let alarms = hub.subscribe(EventFilter(types: ["alarm"]))
+        let alarmsAndRefills = hub.subscribe(EventFilter(types: ["alarm", "refill"]))
+        let deviceAlarms = hub.subscribe(EventFilter(device: "PGM-2", types: ["alarm"]))
+        hub.publish(event(1, device: "PGM-1", type: "status"))
+        hub.publish(event(2, device: "PGM-1", type: "alarm"))
+        hub.publish(event(3, device: "PGM-2", type: "refill"))
+        hub.publish(event(4, device: "PGM-2", type: "alarm"))
+        hub.publish(event(5, device: "PGM-2", type: "reservoir"))
+        func drain(_ s: EventHub.Subscription) -> [Int64] {
+            var ids: [Int64] = []
+            while let e = s.poll() { ids.append(e.id) }
+            return ids
+        }
+        #expect(drain(alarms) == [2, 4])
+        #expect(drain(alarmsAndRefills) == [2, 3, 4])
+        #expect(drain(deviceAlarms) == [4])
+        #expect(EventFilter(device: "PGM-2", types: ["alarm"]).accepts(device: "PGM-2", type: "alarm"))
+        #expect(!EventFilter(device: "PGM-2", types: ["alarm"]).accepts(device: "PGM-1", type: "alarm"))
+        #expect(!EventFilter(types: []).accepts(device: "PGM-1", type: "alarm"))
+    }
+
+    @Test("an event is rendered once as SSE text: id, event and data lines, then a blank line")
+    func sseRendering() {
+        let published = PublishedEvent(StoredEvent(id: 42, timeMs: 0, device: "PGM-1", type: "alarm", data: "{\"code\":\"eri\"}"))
+        #expect(published.id == 42)
+        #expect(published.device == "PGM-1")
+        #expect(published.type == "alarm")
+        #expect(String(decoding: published.sse.readableBytesView, as: UTF8.self) == "id: 42\nevent: alarm\ndata: {\"code\":\"eri\"}\n\n")
+    }
+
+    // MARK: a slow subscriber
+
+    @Test("a subscriber that never reads is cut off after capacity events: one lagged, then finished; the others get everything")
+    func slowSubscriberIsLaggedOnce() async {
+        let capacity = 16
+        let hub = EventHub(capacity: capacity)
+        let laggedCalls = EventHubTestBox(0)
+        let slow = hub.subscribe(EventFilter()) { laggedCalls.value.withLock { $0 += 1 } }
+        let fast = hub.subscribe(EventFilter())
+        var fastIDs: [Int64] = []
+
+        // Exactly `capacity` queued events fit.
+        for id in 1...capacity {
+            #expect(hub.publish(event(Int64(id))) == 0)
+            if let e = fast.poll() { fastIDs.append(e.id) }
+        }
+        #expect(hub.subscriberCount == 2)
+        #expect(laggedCalls.value.withLock { $0 } == 0)
+
+        // One more overflows the slow subscriber's queue.
+        #expect(hub.publish(event(Int64(capacity + 1))) == 1)
+        if let e = fast.poll() { fastIDs.append(e.id) }
+        #expect(hub.subscriberCount == 1)
+        #expect(laggedCalls.value.withLock { $0 } == 1)
+
+        // Publishing goes on; the slow one is gone and its callback does not run again.
+        for id in (capacity + 2)...(capacity * 4) {
+            #expect(hub.publish(event(Int64(id))) == 0)
+            if let e = fast.poll() { fastIDs.append(e.id) }
+        }
+        #expect(laggedCalls.value.withLock { $0 } == 1)
+        #expect(fastIDs == (1...(capacity * 4)).map(Int64.init))
+
+        #expect(isLagged(await next(slow)))
+        #expect(isFinished(await next(slow)))
+        #expect(isFinished(await next(slow)))
+        #expect(slow.poll() == nil)
+    }
+
+    // MARK: wake-ups
+
+    @Test("cancel wakes a waiting next() with finished, and cancel is idempotent")
+    func cancelWakesWaiter() async {
+        let hub = EventHub(capacity: 16)
+        let subscription = hub.subscribe(EventFilter())
+        #expect(hub.subscriberCount == 1)
+        let waiter = Task { await self.next(subscription, within: .seconds(10)) }
+        try? await Task.sleep(for: .milliseconds(100))
+        subscription.cancel()
+        #expect(isFinished(await waiter.value))
+        #expect(hub.subscriberCount == 0)
+        subscription.cancel()
+        #expect(isFinished(await next(subscription)))
+        // Events published after the cancel reach nobody.
+        #expect(hub.publish(event(1)) == 0)
+        #expect(subscription.poll() == nil)
+    }
+
+    @Test("nudgeIdle wakes a subscriber that has waited long enough with idle, and the next event is not lost")
+    func nudgeIdleWakesLongWaiter() async {
+        let hub = EventHub(capacity: 16)
+        let subscription = hub.subscribe(EventFilter())
+        let done = EventHubTestBox(false)
+        let waiter = Task {
+            let item = await self.next(subscription, within: .seconds(10))
+            done.value.withLock { $0 = true }
+            return item
+        }
+        // Nudge until the waiter, once registered and older than 1 ms, is woken.
+        var attempts = 0
+        while !done.value.withLock({ $0 }), attempts < 500 {
+            try? await Task.sleep(for: .milliseconds(10))
+            hub.nudgeIdle(after: .milliseconds(1))
+            attempts += 1
+        }
+        #expect(isIdle(await waiter.value))
+
+        hub.publish(event(7))
+        #expect(eventID(await next(subscription)) == 7)
+        hub.publish(event(8))
+        hub.publish(event(9))
+        #expect(eventID(await next(subscription)) == 8)
+        #expect(eventID(await next(subscription)) == 9)
+    }
+
+    @Test("nudgeIdle leaves a subscriber that has not waited that long alone: it gets the event")
+    func nudgeIdleSparesRecentWaiter() async {
+        let hub = EventHub(capacity: 16)
+        let subscription = hub.subscribe(EventFilter())
+        let waiter = Task { await self.next(subscription, within: .seconds(10)) }
+        try? await Task.sleep(for: .milliseconds(50))
+        hub.nudgeIdle(after: .seconds(3600))
+        hub.publish(event(3))
+        #expect(eventID(await waiter.value) == 3)
+    }
+
+    // MARK: scale
+
+    @Test("publishing to 1000 subscribers delivers each event to each")
+    func thousandSubscribers() {
+        let hub = EventHub(capacity: 64)
+        let subscriptions = (0..<1000).map { _ in hub.subscribe(EventFilter()) }
+        #expect(hub.subscriberCount == 1000)
+        for id in 1...10 { #expect(hub.publish(event(Int64(id))) == 0) }
+        var delivered = 0
+        for subscription in subscriptions {
+            var ids: [Int64] = []
+            while let e = subscription.poll() { ids.append(e.id) }
+            #expect(ids == Array(1...10))
+            delivered += ids.count
+        }
+        #expect(delivered == 10_000)
+        for subscription in subscriptions { subscription.cancel() }
+        #expect(hub.subscriberCount == 0)
+    }
+}
+
+/// What waiting for the next item of a subscription ended with.
+private enum EventHubTestOutcome: Sendable {
+    case item(EventHub.Subscription.Item)
+    case timedOut
+}
+
+/// A value shared with callbacks and tasks.
+private final class EventHubTestBox<Value: Sendable>: Sendable {
+    let value: Mutex<Value>
+    init(_ initial: Value) { value = Mutex(initial) }
+}
