@@ -12,6 +12,7 @@
 //   ITBSerial    termios serial port, pseudo-terminals, udev discovery, reconnecting link.
 //                Knows bytes, not frames or JSON.
 //   ITBClient    HTTP/1.1 + SSE client over the daemon's Unix socket (itbctl, tests).
+//   ITBCapture   capture files (protocol-spec/CAPTURE.md): rotating writer, streaming reader.
 //   ITBSimulator the programmer's side of the protocol on a pty (simulator, tests, replay).
 //   ITBBridge    the daemon as a library: sessions, pump state, derived values, journal,
 //                event hub, HTTP API. `itb-bridged` is a thin main over it.
@@ -45,6 +46,7 @@ let package = Package(
         .library(name: "ITBBridge", targets: ["ITBBridge"]),
         .library(name: "ITBClient", targets: ["ITBClient"]),
         .library(name: "ITBSimulator", targets: ["ITBSimulator"]),
+        .library(name: "ITBCapture", targets: ["ITBCapture"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -84,7 +86,7 @@ let package = Package(
         .target(
             name: "ITBBridge",
             dependencies: [
-                "ITBProtocol", "ITBJSON", "ITBSerial", "CITBShims",
+                "ITBProtocol", "ITBJSON", "ITBSerial", "ITBCapture", "CITBShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -104,6 +106,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ITBCapture",
+            dependencies: ["ITBProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ITBSimulator",
             dependencies: ["ITBProtocol", "ITBSerial"],
             swiftSettings: swiftSettings
@@ -120,8 +127,7 @@ let package = Package(
         .executableTarget(
             name: "itbctl",
             dependencies: [
-                "ITBProtocol",
-                "ITBJSON",
+                "ITBProtocol", "ITBJSON", "ITBClient", "ITBSimulator", "ITBSerial", "ITBCapture",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -147,6 +153,11 @@ let package = Package(
         .testTarget(
             name: "ITBJSONTests",
             dependencies: ["ITBJSON", "ITBProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ItbctlTests",
+            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -15,16 +15,28 @@ public struct BridgeDaemon: Service {
     private let logger: Logger
     private let onReady: @Sendable () -> Void
     private let onTick: @Sendable () -> Void
+    private let tickInterval: Duration
+    private let onStatus: @Sendable (DaemonStatus) -> Void
+    private let onStopping: @Sendable () -> Void
 
     /// Creates the daemon. `onReady` runs once the journal is open and the socket accepts
-    /// connections at its final path (systemd's `READY=1`); `onTick` runs from the main loop once
-    /// a second (the watchdog ping).
+    /// connections at its final path (systemd's `READY=1`); `onTick` runs from the main loop every
+    /// `tickInterval` (the watchdog ping; shorten the interval when the watchdog timeout is short),
+    /// right after `onStatus` has been given the current ``DaemonStatus`` (systemd's `STATUS=`);
+    /// `onStopping` runs once when graceful shutdown begins (SIGTERM, SIGINT: systemd's
+    /// `STOPPING=1`).
     public init(configuration: BridgeConfiguration, logger: Logger,
-                onReady: @escaping @Sendable () -> Void = {}, onTick: @escaping @Sendable () -> Void = {}) {
+                onReady: @escaping @Sendable () -> Void = {}, onTick: @escaping @Sendable () -> Void = {},
+                tickInterval: Duration = .seconds(1),
+                onStatus: @escaping @Sendable (DaemonStatus) -> Void = { _ in },
+                onStopping: @escaping @Sendable () -> Void = {}) {
         self.configuration = configuration
         self.logger = logger
         self.onReady = onReady
         self.onTick = onTick
+        self.tickInterval = tickInterval
+        self.onStatus = onStatus
+        self.onStopping = onStopping
     }
 
     public func run() async throws {
@@ -54,7 +66,8 @@ public struct BridgeDaemon: Service {
             },
             logger: Logger(label: "itb-bridged.http", factory: { _ in SwiftLogNoOpLogHandler() }))
         let devices = DeviceSupervisor(core: core, configuration: configuration, logger: logger)
-        let ticker = Ticker(core: core, configuration: configuration, onTick: onTick)
+        let ticker = Ticker(core: core, configuration: configuration, interval: tickInterval,
+                            onTick: onTick, onStatus: onStatus, onStopping: onStopping)
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: app), .init(service: devices), .init(service: ticker)],
             logger: logger)
@@ -117,24 +130,33 @@ struct DeviceSupervisor: Service {
     }
 }
 
-/// The main loop's clock: stale checks, keep-alives for idle event streams, the watchdog ping,
-/// and daily retention pruning.
+/// The main loop's clock: stale checks, keep-alives for idle event streams, the status line and
+/// the watchdog ping, and daily retention pruning. It is the last service of the group, so the
+/// first to hear of graceful shutdown: that is when `onStopping` runs.
 struct Ticker: Service {
     let core: BridgeCore
     let configuration: BridgeConfiguration
+    let interval: Duration
     let onTick: @Sendable () -> Void
+    let onStatus: @Sendable (DaemonStatus) -> Void
+    let onStopping: @Sendable () -> Void
 
     func run() async throws {
-        var lastPrune = ContinuousClock.now
-        while !Task.isCancelledOrShuttingDown {
-            await core.tick()
-            core.hub.nudgeIdle(after: .seconds(15))
-            onTick()
-            if ContinuousClock.now - lastPrune > .seconds(86_400) {
-                lastPrune = ContinuousClock.now
-                _ = try? await core.journal.prune(olderThanDays: configuration.retentionDays, nowMs: core.now())
+        await withGracefulShutdownHandler {
+            var lastPrune = ContinuousClock.now
+            while !Task.isCancelledOrShuttingDown {
+                await core.tick()
+                core.hub.nudgeIdle(after: .seconds(15))
+                onStatus(await core.daemonStatus())
+                onTick()
+                if ContinuousClock.now - lastPrune > .seconds(86_400) {
+                    lastPrune = ContinuousClock.now
+                    _ = try? await core.journal.prune(olderThanDays: configuration.retentionDays, nowMs: core.now())
+                }
+                try? await Task.sleep(for: interval)
             }
-            try? await Task.sleep(for: .seconds(1))
+        } onGracefulShutdown: {
+            onStopping()
         }
         // Shutting down (the ticker is stopped first, before the API): end every live event
         // stream, or the HTTP server would wait for them forever.

@@ -6,9 +6,14 @@ public import ITBProtocol
 /// render through here, so they cannot drift apart. Rendering reads the typed views in place and
 /// allocates nothing once the writer's buffer has grown.
 public enum MessageJSON {
-    /// Writes `{"type":…,"seq":…,"flags":…, <fields>}` for one frame (the `itbctl decode` record).
-    public static func writeFrame(_ frame: Frame, into json: inout JSONWriter) {
+    /// Writes `{"type":…,"seq":…,"flags":…, <fields>}` for one frame (the `itbctl decode` record),
+    /// with a `direction` first when one is given.
+    public static func writeFrame(_ frame: Frame, direction: StaticString? = nil, into json: inout JSONWriter) {
         json.beginObject()
+        if let direction {
+            json.key("direction")
+            json.string(direction)
+        }
         json.key("type")
         if let name = frame.type.name { json.string(name) } else { json.string("unknown") }
         json.key("seq")

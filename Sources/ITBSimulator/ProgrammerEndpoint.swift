@@ -14,6 +14,8 @@ public final class ProgrammerEndpoint: @unchecked Sendable {
     public private(set) var pty: PseudoTerminal
     /// The programmer's identity, sent as `PROGRAMMER_INFO`.
     public var info: ProgrammerInfo
+    /// Applied to every frame's bytes before they go on the line (a noisy line), when set.
+    public var lineFilter: ((inout [UInt8]) -> Void)?
     /// First retransmission delay; doubles up to ``maximumRetransmitDelay``.
     public var initialRetransmitDelay: Duration
     /// Longest retransmission delay.
@@ -72,7 +74,9 @@ public final class ProgrammerEndpoint: @unchecked Sendable {
 
     /// Sends one message as the next frame.
     public func send(_ message: Message, flags: FrameFlags = []) throws(SerialPortError) {
-        try pty.write(encoder.encode(message, flags: flags))
+        var bytes = encoder.encode(message, flags: flags)
+        lineFilter?(&bytes)
+        try pty.write(bytes)
     }
 
     /// Sends raw bytes (noise, hand-made frames).

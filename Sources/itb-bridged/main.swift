@@ -4,6 +4,7 @@ import Foundation
 import ITBBridge
 import ITBSerial
 import Logging
+import Synchronization
 
 @main
 struct ITBBridged: AsyncParsableCommand {
@@ -47,6 +48,9 @@ struct ITBBridged: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Serial line speed (default 115200).", valueName: "rate"))
     var baudRate: Int?
 
+    @Option(name: .customLong("capture-dir"), help: ArgumentHelp("Record every device's raw traffic to rotating .itbcap files here.", valueName: "dir"))
+    var captureDirectory: String?
+
     mutating func run() async throws {
         var configuration = BridgeConfiguration()
         if let config {
@@ -78,6 +82,7 @@ struct ITBBridged: AsyncParsableCommand {
                 return rule
             }
         }
+        if let captureDirectory { configuration.captureDirectory = captureDirectory }
         if let baudRate {
             guard SerialConfiguration.supportedBaudRates.contains(baudRate) else { throw ValidationError("--baud-rate: unsupported rate \(baudRate)") }
             configuration.serial.baudRate = baudRate
@@ -85,18 +90,56 @@ struct ITBBridged: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("--log-level: expected trace, debug, info, notice, warning, error or critical")
         }
-        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, level: level) }
+        // Under systemd, journald's native protocol, so that metadata become fields to filter on
+        // (`journalctl -u itb-bridged DEVICE=…`); elsewhere, lines on stderr.
+        if JournaldLogHandler.shouldUse() {
+            let journal = JournaldConnection()
+            LoggingSystem.bootstrap { label in JournaldLogHandler(label: label, level: level, connection: journal) }
+        } else {
+            LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, level: level) }
+        }
         let logger = Logger(label: "itb-bridged")
+        let notifier = SystemdNotifier()
         logger.notice("itb-bridged \(BridgeRoutes.version) starting", metadata: [
             "socket": "\(configuration.socketPath)", "state_dir": "\(configuration.stateDirectory)",
             "devices": "\(configuration.devices.joined(separator: ","))", "discovery": "\(configuration.discovery)",
+            "systemd_notify": "\(notifier.isEnabled)",
+            "watchdog": "\(notifier.watchdogInterval.map { "\($0)" } ?? "off")",
         ])
+        if let problem = notifier.configurationProblem { logger.warning("\(problem)") }
+        // A failed notification is logged once per kind, not on every tick.
+        let reported = ReportedOnce()
+        let notify: @Sendable (String, () throws -> Void) -> Void = { kind, body in
+            do {
+                try body()
+            } catch {
+                if reported.first(kind) { logger.error("\(error)") }
+            }
+        }
+        let socketPath = configuration.socketPath
+        let daemon = BridgeDaemon(
+            configuration: configuration, logger: logger,
+            onReady: { notify("ready") { try notifier.ready(status: "ready; API on \(socketPath)") } },
+            onTick: { notify("watchdog") { try notifier.watchdogTick() } },
+            tickInterval: notifier.recommendedTickInterval,
+            onStatus: { status in notify("status") { try notifier.status(status.line) } },
+            onStopping: {
+                logger.notice("graceful shutdown requested")
+                notify("stopping") { try notifier.stopping() }
+            })
         do {
-            try await BridgeDaemon(configuration: configuration, logger: logger).run()
+            try await daemon.run()
         } catch {
             logger.critical("itb-bridged stopped: \(error)")
             throw ExitCode(1)
         }
         logger.notice("itb-bridged stopped")
     }
+}
+
+/// Remembers which kinds of failure were already logged.
+final class ReportedOnce: Sendable {
+    private let seen = Mutex<Set<String>>([])
+    /// True the first time `kind` is given.
+    func first(_ kind: String) -> Bool { seen.withLock { $0.insert(kind).inserted } }
 }

@@ -21,6 +21,9 @@ public enum BridgeRoutes {
             let devices = await core.deviceStates()
             let connected = devices.filter { if case .connected = $0.link { true } else { false } }.count
             let uptimeMs = core.now() - core.startedAtMs
+            // The newest event id: where a client that has seen nothing yet resumes from
+            // (`itbctl watch` opens its stream with it as Last-Event-ID, so no event is missed).
+            let lastEventID = try? await core.journal.latestEventID()
             return json { json in
                 json.beginObject()
                 json.key("status"); json.string(database && journalHealthy ? "ok" : "degraded")
@@ -33,6 +36,7 @@ public enum BridgeRoutes {
                 json.key("devices_connected"); json.int(connected)
                 json.key("devices_known"); json.int(devices.count)
                 json.key("subscribers"); json.int(core.hub.subscriberCount)
+                json.key("last_event_id"); if let lastEventID { json.int(lastEventID) } else { json.null() }
                 json.endObject()
             }
         }

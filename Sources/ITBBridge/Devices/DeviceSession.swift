@@ -1,4 +1,5 @@
 import Dispatch
+import ITBCapture
 public import ITBProtocol
 public import ITBSerial
 public import Logging
@@ -26,22 +27,31 @@ public final class DeviceSession: Sendable {
     /// Batches handed over but not yet processed; the link thread waits above this.
     private let inFlight = DispatchSemaphore(value: 64)
     private let stopping = Atomic<Bool>(false)
-    private let tap: (@Sendable (UnsafeRawBufferPointer) -> Void)?
+    private let capture: CaptureFileWriter?
 
     private enum Item: Sendable {
         case state(LinkStateMachine.PublishedState)
         case batch([ReceivedMessage], DecoderCounters)
     }
 
-    /// Creates a session for `path`; nothing runs until ``run()``. `tap` sees every chunk of raw
-    /// bytes read (capture recording), on the link thread.
-    public init(path: String, core: BridgeCore, configuration: BridgeConfiguration, logger: Logger,
-                tap: (@Sendable (UnsafeRawBufferPointer) -> Void)? = nil) {
+    /// Creates a session for `path`; nothing runs until ``run()``. With `capture_dir` configured,
+    /// every byte read and written is also recorded to rotating capture files there.
+    public init(path: String, core: BridgeCore, configuration: BridgeConfiguration, logger: Logger) {
         self.path = path
         self.core = core
         self.link = DeviceLink(path: path, configuration: configuration.serial)
         self.logger = logger
-        self.tap = tap
+        var capture: CaptureFileWriter?
+        if let directory = configuration.captureDirectory {
+            let name = path.split(separator: "/").last.map(String.init) ?? "device"
+            do {
+                capture = try CaptureFileWriter(directory: directory, prefix: name, rotateBytes: configuration.captureRotateBytes)
+                logger.notice("recording device traffic", metadata: ["path": "\(path)", "capture": "\(capture?.currentPath ?? "")"])
+            } catch {
+                logger.error("cannot record device traffic", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
+        self.capture = capture
     }
 
     /// udev saw the device appear again: reopen now rather than after the backoff.
@@ -64,7 +74,7 @@ public final class DeviceSession: Sendable {
                 }
                 handOff(.state(state), continuation)
             case .data(let bytes):
-                tap?(bytes)
+                capture?.record(.deviceToHost, bytes)
                 let receivedAt = now()
                 var batch: [ReceivedMessage] = []
                 let counters = decoder.withLock { decoder in
@@ -111,6 +121,7 @@ public final class DeviceSession: Sendable {
         // The stream is finished and the tasks are done: stop the link thread (it may be waiting
         // for room in the hand-off; `stopping` releases it).
         link.stop()
+        capture?.close()
         await core.closeSession(sessionID)
     }
 
@@ -128,6 +139,7 @@ public final class DeviceSession: Sendable {
         let frame = encoder.withLock { $0.encode(message) }
         do {
             try link.write(frame)
+            if let capture { frame.withUnsafeBytes { capture.record(.hostToDevice, $0) } }
         } catch {
             if case .closed = error { return }
             logger.warning("cannot write to the programmer", metadata: ["path": "\(path)", "error": "\(error)", "frame": "\(message.type)"])

@@ -1,0 +1,372 @@
+import Foundation
+public import ITBProtocol
+public import ITBSerial
+
+/// Plays a ``Scenario`` as a programmer on a pty, with time acceleration: pump time runs
+/// `acceleration` times faster than real time (86 400: a day of pump time per second).
+///
+/// The device clock itself stays on real time (plus the drift a `clock_drift` event adds), as a
+/// programmer's clock would; what acceleration changes is the pump's *ages*: the last refill and
+/// the ERI are reported as "device now − the pump time since then", so days until the
+/// low-reservoir alarm and the drug-stability limit shrink at pump speed while no clock runs fast.
+///
+/// The pump model keeps two volumes, as a real pump's situation has them: the one the pump
+/// *calculates* from the programmed rate (and reports), and the one actually left, which drifts
+/// with the pump's delivery bias and is revealed only at refill.
+public final class SimulationRunner: @unchecked Sendable {
+    // @unchecked: run by one thread; `stop()` only sets an atomic-like flag read by that thread.
+    /// Settings of a run.
+    public struct Options: Sendable {
+        /// Pump seconds per real second.
+        public var acceleration: Double = 3600
+        /// Real time between telemetry rounds (status, reservoir, heartbeat).
+        public var telemetryInterval: Duration = .milliseconds(200)
+        /// A symbolic link kept pointing at the current pty (re-pointed on re-plug).
+        public var link: String?
+        /// Seed of the noise generator.
+        public var seed: UInt64 = 42
+        /// Stop when the scenario's duration has passed (else keep the final state going).
+        public var stopAtEnd = false
+        /// Programmer identity.
+        public var programmer = ProgrammerInfo(bootID: 0x5EED_0000_0001, firmwareVersion: 0x02_04_01, protocolMinor: 0,
+                                               programmerSerial: "PGM-SIM-0001", hardwareModel: "ITB-CP 8840")
+        /// Alarm retransmission backoff (first delay).
+        public var retransmitDelay: Duration = .seconds(1)
+        /// Creates default options.
+        public init() {}
+    }
+
+    /// The scenario being played.
+    public let scenario: Scenario
+    /// The options.
+    public let options: Options
+    /// The programmer endpoint (its pty path is what the bridge opens).
+    public let endpoint: ProgrammerEndpoint
+    private let stopFlag = StopFlag()
+
+    // The pump model.
+    private var calculatedUL: Double
+    private var actualUL: Double
+    private var capacityUL: Int
+    private var concentration: Int
+    private var dailyDoseUg: Double
+    private var thresholdUL: Int
+    private var bias: Double
+    /// Pump time of the last refill, seconds (negative: before the start).
+    private var lastRefillPumpSeconds: Double
+    private var battery: BatteryState
+    private var eriPumpSeconds: Double?
+    private var pumpState: PumpState = .infusing
+    private var mode: DosingMode = .simpleContinuous
+    private var flexSteps: [DoseProgram.FlexStep] = []
+    private var activeAlarms: Set<UInt16> = []
+    private var driftMsPerDay: Double = 0
+    private var noise: (ber: Double, burstsPerDay: Double)?
+    private var rng: SplitMix64
+    private var pending: [Scenario.Event]
+    private var programChanged = true
+
+    /// Pump time elapsed, seconds.
+    public private(set) var pumpSeconds: Double = 0
+    /// Device clock at the start (host time at the start), ms.
+    public let startMs: Int64
+
+    /// Prepares a run: creates the programmer's pty (and the link to it).
+    public init(scenario: Scenario, options: Options = .init()) throws {
+        self.scenario = scenario
+        self.options = options
+        endpoint = try ProgrammerEndpoint(info: options.programmer, initialRetransmitDelay: options.retransmitDelay,
+                                          maximumRetransmitDelay: max(options.retransmitDelay, .seconds(30)))
+        let p = scenario.pump
+        calculatedUL = p.volumeUL
+        actualUL = p.volumeUL
+        capacityUL = p.capacityUL
+        concentration = p.concentrationUgPerML
+        dailyDoseUg = p.dailyDoseUg
+        thresholdUL = p.lowReservoirThresholdUL
+        bias = p.deliveryBias
+        startMs = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+        lastRefillPumpSeconds = -p.lastRefillDaysAgo * 86_400
+        battery = BatteryState(name: p.battery) ?? .ok
+        rng = SplitMix64(seed: options.seed)
+        pending = scenario.events.sorted { $0.atDay < $1.atDay }
+        try updateLink()
+    }
+
+    /// Asks a running ``run()`` to finish (from any thread).
+    public func stop() { stopFlag.set() }
+
+    /// The pty path the bridge should open now.
+    public var slavePath: String { endpoint.pty.slavePath }
+
+    /// Runs until ``stop()`` (or the scenario's end, with `stopAtEnd`). Blocks the calling thread.
+    public func run() throws {
+        try endpoint.announce()
+        try sendSession(.begin)
+        var lastReal = ContinuousClock.now
+        var round = 0
+        while !stopFlag.isSet {
+            let now = ContinuousClock.now
+            let dt = now - lastReal
+            lastReal = now
+            let realSeconds = Double(dt.components.seconds) + Double(dt.components.attoseconds) / 1e18
+            advance(pumpSeconds: realSeconds * options.acceleration)
+            try applyDueEvents()
+            if stopFlag.isSet { break }
+            try sendTelemetry(round: round)
+            round += 1
+            // Read ACKs and host heartbeats, retransmit alarms, until the next round.
+            let next = now + options.telemetryInterval
+            while ContinuousClock.now < next && !stopFlag.isSet {
+                try endpoint.service(timeout: min(next - ContinuousClock.now, .milliseconds(20)))
+            }
+            if options.stopAtEnd && pumpSeconds >= scenario.durationDays * 86_400 {
+                try settle(timeout: .seconds(15))
+                break
+            }
+        }
+    }
+
+    /// Keeps the programmer talking (heartbeats, ACK handling, retransmissions) until every alarm
+    /// it sent has been acknowledged as stored, or `timeout` passes: a scenario that ends does not
+    /// take undelivered alarms with it. True when nothing is pending.
+    @discardableResult
+    public func settle(timeout: Duration) throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        var lastHeartbeat = ContinuousClock.now - .seconds(1)
+        while !endpoint.pending.isEmpty && ContinuousClock.now < deadline && !stopFlag.isSet {
+            if ContinuousClock.now - lastHeartbeat >= options.telemetryInterval {
+                try endpoint.heartbeat(uptimeS: UInt32(min(Double(UInt32.max), pumpSeconds / options.acceleration)))
+                lastHeartbeat = ContinuousClock.now
+            }
+            try endpoint.service(timeout: .milliseconds(20))
+        }
+        return endpoint.pending.isEmpty
+    }
+
+    // MARK: the model
+
+    /// Real time now plus accumulated drift: the programmer's clock.
+    private var deviceTimeMs: Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded()) + Int64(driftMs)
+    }
+
+    /// The device time of an event `pumpSecondsAgo` of pump time ago.
+    private func deviceTime(pumpSecondsAgo: Double) -> Int64 {
+        deviceTimeMs - Int64(pumpSecondsAgo * 1000)
+    }
+
+    private var lastRefillMs: Int64 { deviceTime(pumpSecondsAgo: pumpSeconds - lastRefillPumpSeconds) }
+    private var eriDateMs: Int64 { eriPumpSeconds.map { deviceTime(pumpSecondsAgo: pumpSeconds - $0) } ?? 0 }
+    private var driftMs: Double = 0
+
+    private var flowULPerDay: Double {
+        guard concentration > 0, pumpState == .infusing else { return 0 }
+        return dailyDoseUg * 1000 / Double(concentration)
+    }
+
+    private func advance(pumpSeconds delta: Double) {
+        guard delta > 0 else { return }
+        pumpSeconds += delta
+        let days = delta / 86_400
+        driftMs += driftMsPerDay * days
+        let programmed = flowULPerDay * days
+        calculatedUL = max(0, calculatedUL - programmed)
+        actualUL = max(0, actualUL - programmed * (1 + bias))
+        if pumpState == .minimumRate {
+            calculatedUL = max(0, calculatedUL - 0.048 * days * 24)
+            actualUL = max(0, actualUL - 0.048 * days * 24)
+        }
+    }
+
+    private func applyDueEvents() throws {
+        let day = pumpSeconds / 86_400
+        // Conditions the pump itself alarms on.
+        if calculatedUL <= Double(thresholdUL), !activeAlarms.contains(AlarmCode.lowReservoir.rawValue), calculatedUL > 0 {
+            try raise(.lowReservoir, .medium, "reservoir \(Int(calculatedUL)) uL at or below \(thresholdUL) uL")
+        }
+        if actualUL <= 0, pumpState == .infusing {
+            pumpState = .criticalAlarm
+            try raise(.emptyReservoir, .high, "reservoir empty: drug no longer flowing")
+        }
+        while let event = pending.first, event.atDay <= day {
+            pending.removeFirst()
+            try apply(event)
+        }
+    }
+
+    private func apply(_ event: Scenario.Event) throws {
+        switch event.action {
+        case "dose_change":
+            dailyDoseUg = event.dailyDoseUg ?? dailyDoseUg
+            mode = .simpleContinuous
+            flexSteps = []
+            programChanged = true
+        case "flex_dosing":
+            let total = event.dailyDoseUg ?? dailyDoseUg
+            dailyDoseUg = total
+            mode = .flex
+            // Four steps averaging to the daily total: night 70 %, morning 130 %, afternoon 110 %, evening 90 %.
+            flexSteps = [(0, 0.7), (360, 1.3), (720, 1.1), (1080, 0.9)].map {
+                DoseProgram.FlexStep(startMinute: UInt16($0.0), rateUgPerDayX10: UInt32((total * $0.1 * 10).rounded()))
+            }
+            programChanged = true
+        case "refill":
+            let filled = event.volumeFilledUL ?? Double(capacityUL) * 0.95
+            let refill = Refill(refillTimeMs: deviceTimeMs, concentrationUgPerML: UInt32(event.concentrationUgPerML ?? concentration),
+                                volumeFilledUL: UInt32(filled), expectedResidualUL: UInt32(calculatedUL.rounded()),
+                                measuredResidualUL: UInt32(actualUL.rounded()), drugLot: "LOT-\(Int(pumpSeconds) % 100_000)")
+            concentration = Int(refill.concentrationUgPerML)
+            calculatedUL = filled
+            actualUL = filled
+            lastRefillPumpSeconds = pumpSeconds
+            try endpoint.send(.refill(refill))
+            if activeAlarms.contains(AlarmCode.lowReservoir.rawValue) { try clear(.lowReservoir, .medium) }
+            if activeAlarms.contains(AlarmCode.emptyReservoir.rawValue) {
+                try clear(.emptyReservoir, .high)
+                pumpState = .infusing
+            }
+            try endpoint.send(.reservoir(reservoir(source: .measured)))
+        case "eri":
+            battery = .eri
+            eriPumpSeconds = pumpSeconds
+            try raise(.eri, .low, "elective replacement indicator: about 90 days of battery left")
+            try sendSession(.begin)
+        case "eos":
+            battery = .eos
+            pumpState = .endOfService
+            try raise(.eos, .high, "end of service: the pump has stopped")
+            try sendSession(.begin)
+        case "battery_reset":
+            pumpState = .minimumRate
+            try raise(.lowBatteryReset, .high, "low-battery reset: running at minimum rate")
+        case "alarm":
+            let code = event.code.flatMap { AlarmCode(name: $0) ?? UInt16($0).map(AlarmCode.init(rawValue:)) } ?? .flowFault
+            let priority = event.priority.flatMap { AlarmPriority(name: $0) } ?? .high
+            if code == .motorStall || code == .flowFault { pumpState = .criticalAlarm }
+            try raise(code, priority, event.detail ?? "")
+        case "clear_alarm":
+            let code = event.code.flatMap { AlarmCode(name: $0) ?? UInt16($0).map(AlarmCode.init(rawValue:)) } ?? .flowFault
+            try clear(code, event.priority.flatMap { AlarmPriority(name: $0) } ?? .high)
+        case "unplug":
+            let seconds = event.forSeconds ?? 2
+            endpoint.pty.close()
+            if let link = options.link { try? FileManager.default.removeItem(atPath: link) }
+            Thread.sleep(forTimeInterval: seconds)
+            try endpoint.replug()
+            try updateLink()
+        case "clock_drift":
+            driftMsPerDay = (event.driftSecondsPerDay ?? 600) * 1000
+        case "noise":
+            noise = (event.bitErrorRate ?? 1e-4, event.garbageBurstsPerDay ?? 10)
+            endpoint.lineFilter = { [self] bytes in applyNoise(&bytes) }
+        case "stop":
+            pumpState = .stopped
+        default:
+            throw SimulationError.unknownAction(event.action)
+        }
+    }
+
+    private func raise(_ code: AlarmCode, _ priority: AlarmPriority, _ detail: String) throws {
+        activeAlarms.insert(code.rawValue)
+        try endpoint.raise(code: code, priority: priority, transition: .raised, detail: detail, onsetTimeMs: deviceTimeMs)
+    }
+
+    private func clear(_ code: AlarmCode, _ priority: AlarmPriority) throws {
+        activeAlarms.remove(code.rawValue)
+        try endpoint.raise(code: code, priority: priority, transition: .cleared, onsetTimeMs: deviceTimeMs)
+    }
+
+    private func applyNoise(_ bytes: inout [UInt8]) {
+        guard let noise else { return }
+        let bits = Double(bytes.count * 8)
+        var flips = 0
+        // Poisson-ish: flip each bit with probability ber, sampled by expected count.
+        let expected = bits * noise.ber
+        flips = Int(expected) + (Double.random(in: 0..<1, using: &rng) < expected - Double(Int(expected)) ? 1 : 0)
+        for _ in 0..<flips {
+            let bit = Int.random(in: 0..<(bytes.count * 8), using: &rng)
+            bytes[bit / 8] ^= UInt8(1 << (bit % 8))
+        }
+        let burstChance = noise.burstsPerDay * (options.telemetryInterval.seconds * options.acceleration / 86_400) / 4
+        if Double.random(in: 0..<1, using: &rng) < burstChance {
+            let garbage = (0..<Int.random(in: 8...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            bytes.insert(contentsOf: garbage, at: Int.random(in: 0...bytes.count, using: &rng))
+        }
+    }
+
+    // MARK: telemetry
+
+    private func reservoir(source: VolumeSource) -> Reservoir {
+        Reservoir(deviceTimeMs: deviceTimeMs, lastRefillTimeMs: lastRefillMs, volumeULX10: UInt32((calculatedUL * 10).rounded()),
+                  capacityUL: UInt32(capacityUL), lowReservoirThresholdUL: UInt32(thresholdUL),
+                  deliveredSinceRefillULX10: UInt32(max(0, (Double(capacityUL) * 0.95 - calculatedUL) * 10).rounded()),
+                  volumeSource: source)
+    }
+
+    private func sendSession(_ event: SessionEvent) throws {
+        try endpoint.send(.pumpSession(PumpSession(
+            implantDateMs: deviceTime(pumpSecondsAgo: pumpSeconds + 400 * 86_400), eriDateMs: eriDateMs, reservoirCapacityUL: UInt32(capacityUL),
+            manufacturerCode: 1, event: event, batteryState: battery, pumpModel: scenario.pump.model, pumpSerial: scenario.pump.serial)))
+    }
+
+    private func sendTelemetry(round: Int) throws {
+        var mask: UInt32 = 0
+        for code in activeAlarms where code >= 1 && code <= 32 { mask |= 1 << (code - 1) }
+        try endpoint.send(.pumpStatus(PumpStatus(
+            deviceTimeMs: deviceTimeMs, dailyDoseUgX10: UInt32((dailyDoseUg * 10).rounded()), concentrationUgPerML: UInt32(concentration),
+            activeAlarmMask: mask, pumpState: pumpState, dosingMode: mode, linkQualityPct: 90)))
+        try endpoint.send(.reservoir(reservoir(source: .calculated)))
+        try endpoint.heartbeat(uptimeS: UInt32(min(Double(UInt32.max), pumpSeconds / options.acceleration)))
+        if programChanged || round % 25 == 0 {
+            programChanged = false
+            try endpoint.send(.doseProgram(DoseProgram(
+                deviceTimeMs: deviceTimeMs, dailyDoseUgX10: UInt32((dailyDoseUg * 10).rounded()), patientBolusDoseUgX10: 0,
+                patientBolusLockoutMin: 0, patientBolusMaxPerDay: 0, mode: mode, flexSteps: flexSteps, periodicBoluses: [])))
+        }
+    }
+
+    private func updateLink() throws {
+        guard let link = options.link else { return }
+        try? FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: endpoint.pty.slavePath)
+    }
+}
+
+/// Why a simulation cannot run.
+public enum SimulationError: Error, CustomStringConvertible {
+    /// A scenario file names an action this simulator does not know.
+    case unknownAction(String)
+
+    public var description: String {
+        switch self {
+        case .unknownAction(let action): "unknown scenario action `\(action)`"
+        }
+    }
+}
+
+/// A stop request, visible across threads.
+final class StopFlag: @unchecked Sendable {
+    // @unchecked: guarded by its lock.
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// A small seeded generator, so a noisy run can be repeated exactly.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
