@@ -107,7 +107,7 @@ let package = Package(
         ),
         .target(
             name: "ITBCapture",
-            dependencies: ["ITBProtocol"],
+            dependencies: ["ITBProtocol", "ITBJSON"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -143,6 +143,11 @@ let package = Package(
                 "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ITBCaptureTests",
+            dependencies: ["ITBCapture", "ITBProtocol", "ITBJSON"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -38,43 +38,20 @@ struct Decode: ParsableCommand {
             throw ExitCode(1)
         }
         defer { reader.close() }
-        var device = FrameDecoder()
-        var host = FrameDecoder()
-        var json = JSONWriter(capacity: 2 << 20)
-        let printFrames = !stats
-        let includeHost = hostFrames
-        let (kind, records): (CaptureFileReader.Kind, CaptureRecordReader)
+        let summaryResult: CaptureDecoding.Summary
         do {
-            (kind, records) = try reader.read { record in
-                switch record.direction {
-                case .deviceToHost:
-                    device.feed(record.data) { frame in
-                        guard printFrames else { return }
-                        MessageJSON.writeFrame(frame, into: &json)
-                        json.endLine()
-                    }
-                case .hostToDevice:
-                    guard includeHost else { return }
-                    host.feed(record.data) { frame in
-                        guard printFrames else { return }
-                        MessageJSON.writeFrame(frame, direction: "host_to_device", into: &json)
-                        json.endLine()
-                    }
-                }
-                if json.bytes.count >= 1 << 20 {
-                    try writeStdout(json.bytes)
-                    json.removeAll()
-                }
-            }
+            summaryResult = try CaptureDecoding.decode(reader, includeHost: hostFrames, writeFrames: !stats) { try writeStdout($0) }
         } catch let error as CaptureError {
             printError("decode: \(file): \(error)")
             throw ExitCode(6)
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             printError("decode: \(error)")
             throw ExitCode(1)
         }
-        try writeStdout(json.bytes)
-
+        let kind = summaryResult.kind
+        let records = summaryResult.records
         var summary = JSONWriter(capacity: 1024)
         summary.beginObject()
         summary.key("input"); summary.string(file)
@@ -91,10 +68,10 @@ struct Decode: ParsableCommand {
         summary.key("bytes_skipped"); summary.int(records.bytesSkipped)
         summary.key("truncated_tail_bytes"); summary.int(records.pendingByteCount)
         summary.key("device_to_host")
-        writeCounters(device.counters, pending: device.pendingByteCount, &summary)
+        writeCounters(summaryResult.deviceToHost, pending: summaryResult.deviceToHostPending, &summary)
         if hostFrames {
             summary.key("host_to_device")
-            writeCounters(host.counters, pending: host.pendingByteCount, &summary)
+            writeCounters(summaryResult.hostToDevice, pending: 0, &summary)
         }
         summary.endObject()
         summary.endLine()

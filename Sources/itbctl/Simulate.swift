@@ -22,6 +22,9 @@ struct Simulate: ParsableCommand {
     @Option(help: "Pump seconds per real second.")
     var accel: Double = 3600
 
+    @Option(help: ArgumentHelp("Play the whole scenario in about this many real seconds (sets --accel).", valueName: "seconds"))
+    var playIn: Double?
+
     @Option(help: ArgumentHelp("Keep a symbolic link to the pty here.", valueName: "path"))
     var link: String?
 
@@ -62,7 +65,7 @@ struct Simulate: ParsableCommand {
             throw ExitCode(2)
         }
         var options = SimulationRunner.Options()
-        options.acceleration = accel
+        options.acceleration = playIn.map { chosen.durationDays * 86_400 / max($0, 0.1) } ?? accel
         options.link = link
         options.seed = seed
         options.telemetryInterval = .milliseconds(intervalMs)

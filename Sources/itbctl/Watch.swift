@@ -71,7 +71,7 @@ struct Watch: ParsableCommand {
                                          + "following its events from the beginning of the new journal")
                             lastID = 0
                         }
-                        stream = try api.client.events(path, lastEventID: nil)
+                        stream = try api.client.events(path, lastEventID: lastID)
                         if outage != nil {
                             printWarning("reconnected to itb-bridged; resuming after event \(lastID.map(String.init) ?? "none")")
                         }
