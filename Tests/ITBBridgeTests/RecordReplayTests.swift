@@ -1,0 +1,118 @@
+import Foundation
+import ITBProtocol
+import ITBSerial
+import ITBSimulator
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the built `itbctl` and collects its output.
+final class ToolProcess: @unchecked Sendable {
+    // @unchecked: driven by one test.
+    let process = Process()
+    private let stdout = Pipe()
+    private let stderr = Pipe()
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = try DaemonProcess.executable.deletingLastPathComponent().appendingPathComponent("itbctl")
+        process.arguments = arguments
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+    }
+
+    /// Waits for exit; returns (status, stdout, stderr).
+    func finish() -> (Int32, [UInt8], String) {
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        let err = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, [UInt8](out), String(decoding: err, as: UTF8.self))
+    }
+}
+
+@Suite("Captures: record, replay, decode")
+struct RecordReplayTests {
+    @Test("record → replay → decode gives byte-identical frames, and a damaged capture is read past the damage with a warning")
+    func recordReplayDecode() async throws {
+        let directory = try ScratchDirectory("capture")
+        defer { directory.remove() }
+        let capture = directory.path + "/line.itbcap"
+        let programmer = try ProgrammerEndpoint(info: testProgrammer)
+        defer { programmer.pty.close() }
+
+        // Record what the programmer sends.
+        let recorder = try ToolProcess(["record", "--device", programmer.pty.slavePath, "--out", capture, "--duration", "2"])
+        try await Task.sleep(for: .milliseconds(500))
+        var encoder = FrameEncoder(firstSequence: 100)
+        let now = nowMs()
+        let messages: [Message] = (0..<60).map { i in
+            switch i % 4 {
+            case 0: .pumpStatus(PumpStatus(deviceTimeMs: now + Int64(i), dailyDoseUgX10: 4000, concentrationUgPerML: 2000, activeAlarmMask: 0,
+                                           pumpState: .infusing, dosingMode: .simpleContinuous, linkQualityPct: UInt8(i)))
+            case 1: .reservoir(Reservoir(deviceTimeMs: now + Int64(i), lastRefillTimeMs: now - 86_400_000, volumeULX10: UInt32(300_000 - i),
+                                         capacityUL: 40_000, lowReservoirThresholdUL: 2000, deliveredSinceRefillULX10: UInt32(i), volumeSource: .calculated))
+            case 2: .heartbeat(Heartbeat(bootID: 7, uptimeS: UInt32(i), highestAlarmID: 0, unackedAlarmCount: 0))
+            default: .alarm(Alarm(onsetTimeMs: now, alarmID: UInt32(i), code: .lowReservoir, priority: .medium, transition: .raised, detail: "a\(i)"))
+            }
+        }
+        let frames = messages.map { encoder.encode($0) }
+        try await blocking {
+            for frame in frames {
+                try programmer.sendRaw(frame)
+                usleep(2000)
+            }
+        }
+        let (recordStatus, _, recordLog) = try await blocking { recorder.finish() }
+        #expect(recordStatus == 0, "\(recordLog)")
+
+        // Decode: one JSON line per frame, in order.
+        let (decodeStatus, decoded, decodeLog) = try await blocking { try ToolProcess(["decode", capture]).finish() }
+        #expect(decodeStatus == 0, "\(decodeLog)")
+        let lines = String(decoding: decoded, as: UTF8.self).split(separator: "\n")
+        #expect(lines.count == frames.count)
+        let sequences = try lines.map { try JSONObject.parse(Array($0.utf8))["seq"] as? Int }
+        #expect(sequences == (100..<160).map { Optional($0) })
+        #expect(decodeLog.contains("\"frames_delivered\":60"))
+
+        // Replay into a pty and read it as the host would: the same bytes come out.
+        let link = directory.path + "/replay"
+        let replayer = try ToolProcess(["replay", capture, "--full-speed", "--link", link])
+        var waited = 0
+        while access(link, F_OK) != 0 && waited < 200 {
+            try await Task.sleep(for: .milliseconds(20))
+            waited += 1
+        }
+        let port = try SerialPort.open(path: link)
+        defer { port.close() }
+        var hostEncoder = FrameEncoder()
+        try port.write(hostEncoder.encode(.hostHeartbeat(HostHeartbeat(hostTimeMs: nowMs(), uptimeS: 1))))
+        let replayed = try await blocking { () -> [[UInt8]] in
+            var decoder = FrameDecoder()
+            var out: [[UInt8]] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while out.count < frames.count && ContinuousClock.now < deadline {
+                let n = try buffer.withUnsafeMutableBytes { try port.read(into: $0, timeout: .milliseconds(200)) }
+                buffer.withUnsafeBytes { raw in decoder.feed(UnsafeRawBufferPointer(rebasing: raw[0..<n])) { out.append(Array($0.bytes)) } }
+            }
+            return out
+        }
+        #expect(replayed == frames, "replayed frames are byte-identical to the recorded ones")
+        let (replayStatus, _, replayLog) = try await blocking { replayer.finish() }
+        #expect(replayStatus == 0, "\(replayLog)")
+
+        // Damage one record in the middle: decode warns, reads on, loses only that record's frames.
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: capture)))
+        bytes[bytes.count / 2] ^= 0x5A
+        let damaged = directory.path + "/damaged.itbcap"
+        try Data(bytes).write(to: URL(fileURLWithPath: damaged))
+        let (status, damagedOut, damagedLog) = try await blocking { try ToolProcess(["decode", damaged]).finish() }
+        #expect(status == 0)
+        #expect(damagedLog.contains("damaged"))
+        let surviving = String(decoding: damagedOut, as: UTF8.self).split(separator: "\n").count
+        #expect(surviving >= frames.count - 4 && surviving < frames.count)
+        let (strictStatus, _, _) = try await blocking { try ToolProcess(["decode", "--strict", damaged]).finish() }
+        #expect(strictStatus == 6)
+    }
+}
