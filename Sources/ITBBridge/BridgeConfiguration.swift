@@ -7,6 +7,8 @@ public import ITBSerial
 public struct BridgeConfiguration: Sendable, Hashable {
     /// Explicit device paths (ttys, ptys, symlinks), followed besides discovery.
     public var devices: [String] = []
+    /// Capture files to replay through the pipeline, read-only (nothing is written back).
+    public var replayFiles: [String] = []
     /// Whether to discover programmers through udev with ``matchRules``.
     public var discovery: Bool = true
     /// USB ids that identify a programmer's adapter.

@@ -110,11 +110,13 @@ struct DeviceSupervisor: Service {
             discovery = d
         }
         for path in configuration.devices { addedContinuation.yield(path) }
-        if configuration.devices.isEmpty && !configuration.discovery {
+        let replays = configuration.replayFiles.map { ReplaySession(path: $0, core: core, logger: logger) }
+        if configuration.devices.isEmpty && !configuration.discovery && configuration.replayFiles.isEmpty {
             logger.warning("no devices configured and discovery is off: the bridge will serve the journal only")
         }
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
+                for replay in replays { group.addTask { await replay.run() } }
                 for await path in added {
                     let isNew = sessions.withLock { current -> Bool in current[path] == nil }
                     guard isNew else { continue }

@@ -48,6 +48,9 @@ struct ITBBridged: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Serial line speed (default 115200).", valueName: "rate"))
     var baudRate: Int?
 
+    @Option(name: .long, help: ArgumentHelp("Replay a capture file through the pipeline, read-only (repeatable); e.g. with --no-discovery and no --device.", valueName: "file"))
+    var replay: [String] = []
+
     @Option(name: .customLong("capture-dir"), help: ArgumentHelp("Record every device's raw traffic to rotating .itbcap files here.", valueName: "dir"))
     var captureDirectory: String?
 
@@ -83,6 +86,7 @@ struct ITBBridged: AsyncParsableCommand {
             }
         }
         if let captureDirectory { configuration.captureDirectory = captureDirectory }
+        if !replay.isEmpty { configuration.replayFiles = replay }
         if let baudRate {
             guard SerialConfiguration.supportedBaudRates.contains(baudRate) else { throw ValidationError("--baud-rate: unsupported rate \(baudRate)") }
             configuration.serial.baudRate = baudRate

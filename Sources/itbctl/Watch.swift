@@ -72,8 +72,11 @@ struct Watch: ParsableCommand {
                             lastID = 0
                         }
                         stream = try api.client.events(path, lastEventID: lastID)
-                        if outage != nil {
-                            printWarning("reconnected to itb-bridged; resuming after event \(lastID.map(String.init) ?? "none")")
+                        if let lastID {
+                            printWarning("reconnected to itb-bridged; resuming after event \(lastID)")
+                        } else {
+                            printWarning("reconnected to itb-bridged, without Last-Event-ID (this daemon does not report its newest "
+                                         + "event id): events published while disconnected may be missing")
                         }
                         outage = nil
                         retryDelay = Self.firstRetryDelay
@@ -197,7 +200,7 @@ struct Watch: ParsableCommand {
             return text
         case "device":
             var text = "link " + cell(data["link_state"]?.string)
-            if let detail = data["link_detail"]?.string, !detail.isEmpty { text += " (" + detail + ")" }
+            if let detail = data["link_detail"]?.string, !detail.isEmpty, detail != data["link_state"]?.string { text += " (" + detail + ")" }
             if let path = data["path"]?.string { text += " on " + path }
             return text
         case "status":

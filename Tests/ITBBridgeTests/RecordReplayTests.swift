@@ -116,3 +116,30 @@ struct RecordReplayTests {
         #expect(strictStatus == 6)
     }
 }
+
+@Suite("Read-only replay of a capture through the daemon")
+struct DaemonReplayTests {
+    @Test("a capture given to the daemon runs through the same pipeline: the API shows its pump, values and alarms")
+    func replayCaptureFile() async throws {
+        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("protocol-spec/samples/low-reservoir.itbcap").path
+        let bridge = try await BridgeHarness(name: "replay") {
+            $0.devices = []
+            $0.replayFiles = [sample]
+        }
+        do {
+            let id = "PGM-SIM-0001"
+            _ = try await bridge.waitFor("/v1/devices/\(id)/reservoir") { ($0["capacity_ul"] as? Int) == 20_000 }
+            let alarms = try await bridge.waitFor("/v1/alarms?device=\(id)") { object in
+                ((object["alarms"] as? [[String: Any]]) ?? []).contains { $0["code"] as? String == "low_reservoir" }
+            }
+            #expect((alarms["alarms"] as? [[String: Any]])?.contains { $0["source"] as? String == "pump" } == true)
+            let status = try await bridge.json("/v1/devices/\(id)/status")
+            #expect(status["concentration_ug_per_ml"] as? Int == 500)
+        } catch {
+            await bridge.stop()
+            throw error
+        }
+        await bridge.stop()
+    }
+}
