@@ -46,14 +46,7 @@ struct Record: ParsableCommand {
             printError("record: \(error)")
             throw ExitCode(1)
         }
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let signals = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { port.interrupt() }
-            source.resume()
-            return source
-        }
+        let signals = onTerminationSignals { port.interrupt() }
         defer { signals.forEach { $0.cancel() } }
         printError("record: recording \(device) to \(out); Ctrl-C to stop")
         let deadline = duration.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }

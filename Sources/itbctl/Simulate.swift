@@ -77,14 +77,7 @@ struct Simulate: ParsableCommand {
             printError("simulate: \(error)")
             throw ExitCode(1)
         }
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let sources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { runner.stop() }
-            source.resume()
-            return source
-        }
+        let sources = onTerminationSignals { runner.stop() }
         defer { sources.forEach { $0.cancel() } }
         try writeStdout(Array((runner.slavePath + "\n").utf8))
         printError("simulate: scenario \(chosen.name) (\(chosen.description)) on \(link ?? runner.slavePath), \(accel)× pump time; Ctrl-C to stop")
