@@ -152,6 +152,7 @@ struct DaemonAPI {
 
 /// Percent-encodes `text` for a path segment or a query value (RFC 3986 unreserved kept).
 func percentEncoded(_ text: String) -> String {
+    let hex = Array("0123456789ABCDEF".unicodeScalars)
     var out = ""
     for byte in text.utf8 {
         switch byte {
@@ -159,7 +160,6 @@ func percentEncoded(_ text: String) -> String {
              UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
             out.unicodeScalars.append(Unicode.Scalar(byte))
         default:
-            let hex = Array("0123456789ABCDEF".unicodeScalars)
             out += "%"
             out.unicodeScalars.append(hex[Int(byte >> 4)])
             out.unicodeScalars.append(hex[Int(byte & 0xF)])

@@ -8,7 +8,7 @@ struct ITBCtl: AsyncParsableCommand {
         commandName: "itbctl",
         abstract: "Client of itb-bridged, programmer simulator, and capture tools.",
         discussion: """
-            Exit codes: 0 success; 1 a request failed or the answer was an error; 2 usage error;
+            Exit codes: 0 success; 1 a request failed or the answer was an error; 64 usage error (EX_USAGE);
             3 the daemon is not running (nothing listens at the socket); 4 permission denied on
             the socket; 5 not found (unknown device or alarm); 6 bad input data (a damaged capture,
             for decode with --strict).

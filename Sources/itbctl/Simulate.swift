@@ -57,12 +57,10 @@ struct Simulate: ParsableCommand {
             do {
                 chosen = try Scenario.load(path: scenario)
             } catch {
-                printError("simulate: cannot load \(scenario): \(error)")
-                throw ExitCode(2)
+                throw ValidationError("cannot load the scenario file \(scenario): \(error)")
             }
         } else {
-            printError("simulate: no scenario named \(scenario); `itbctl simulate --list` shows them")
-            throw ExitCode(2)
+            throw ValidationError("no scenario named \(scenario); `itbctl simulate --list` shows them")
         }
         var options = SimulationRunner.Options()
         options.acceleration = playIn.map { chosen.durationDays * 86_400 / max($0, 0.1) } ?? accel

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import ITBClient
 import ITBJSON
 import Synchronization
@@ -21,6 +22,7 @@ struct Watch: ParsableCommand {
             printed once, in order. A client that falls too far behind is disconnected by the \
             daemon: that is reported on stderr as a warning and the stream resumes from the \
             last event printed. Ctrl-C (SIGINT) or SIGTERM stops it, with exit status 0.
+
             Human lines: TIME TYPE DEVICE SUMMARY. `--json`: one object per line, \
             {"id": event id, "event": type, "data": the event's object as the daemon sent it}.
             """)
@@ -52,7 +54,8 @@ struct Watch: ParsableCommand {
         try reportingFailures {
             let api = options.api
             let path = pathWithQuery("/v1/events", [("device", device), ("types", types)])
-            StopSignal.install()
+            let signalSources = StopSignal.install()
+            defer { signalSources.forEach { $0.cancel() } }
 
             // Where to start: after --since, else after the newest event (from /v1/health), so
             // a reconnection before the first event still knows what it has not seen.
@@ -243,16 +246,16 @@ enum StopSignal {
     /// True once SIGINT or SIGTERM arrived.
     static var requested: Bool { flag.load(ordering: .relaxed) }
 
-    /// Installs the handlers (the default action would kill the process with a non-zero status).
-    static func install() {
-        // A parent may have left them blocked (or ignored): a handler must see them.
+    /// Installs the handlers (the default action would kill the process with a non-zero status)
+    /// with the tool's shared `onTerminationSignals`; keep the returned sources alive.
+    static func install() -> [any DispatchSourceSignal] {
+        // A parent may have left them blocked: the handlers must see them.
         var signals = sigset_t()
         sigemptyset(&signals)
         sigaddset(&signals, SIGINT)
         sigaddset(&signals, SIGTERM)
         sigprocmask(SIG_UNBLOCK, &signals, nil)
-        _ = signal(SIGINT) { _ in StopSignal.flag.store(true, ordering: .relaxed) }
-        _ = signal(SIGTERM) { _ in StopSignal.flag.store(true, ordering: .relaxed) }
+        return onTerminationSignals { flag.store(true, ordering: .relaxed) }
     }
 
     /// Sleeps up to `duration`, waking early when a stop is requested.

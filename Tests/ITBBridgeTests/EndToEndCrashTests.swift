@@ -32,10 +32,24 @@ final class DaemonProcess: @unchecked Sendable {
         }
     }
 
-    init(arguments: [String], socketPath: String, log: String) throws {
+    /// Starts the daemon with `arguments`. `environment` is added to the inherited environment
+    /// (from which systemd's NOTIFY_SOCKET and WATCHDOG_* are removed unless given here);
+    /// `wrapper`, when not empty, is a command that runs the daemon (its path and `arguments`
+    /// are appended).
+    init(arguments: [String], socketPath: String, log: String, environment: [String: String] = [:],
+         wrapper: [String] = []) throws {
         self.socketPath = socketPath
-        process.executableURL = try Self.executable
-        process.arguments = arguments
+        let daemon = try Self.executable
+        if let launcher = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: launcher)
+            process.arguments = Array(wrapper.dropFirst()) + [daemon.path] + arguments
+        } else {
+            process.executableURL = daemon
+            process.arguments = arguments
+        }
+        var inherited = ProcessInfo.processInfo.environment
+        for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] { inherited[name] = nil }
+        process.environment = inherited.merging(environment) { $1 }
         FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()

@@ -69,7 +69,7 @@ final class TestDaemon: @unchecked Sendable {
     var client: UnixHTTPClient { UnixHTTPClient(socketPath: configuration.socketPath, timeout: .seconds(10)) }
 
     /// Starts the daemon and waits until its socket is published.
-    init(name: String) async throws {
+    init(name: String, configure: (inout BridgeConfiguration) -> Void = { _ in }) async throws {
         directory = try ScratchDirectory(name)
         programmer = try ProgrammerEndpoint(info: testProgrammer, initialRetransmitDelay: .milliseconds(200),
                                             maximumRetransmitDelay: .seconds(1))
@@ -79,6 +79,7 @@ final class TestDaemon: @unchecked Sendable {
         configuration.socketPath = directory.path + "/api.sock"
         configuration.stateDirectory = directory.path + "/state"
         configuration.heartbeatInterval = .milliseconds(200)
+        configure(&configuration)
         self.configuration = configuration
         socketPath = configuration.socketPath
         try await start()
@@ -233,8 +234,8 @@ enum Itbctl {
         let tag = UUID().uuidString
         let out = directory + "/itbctl-\(tag).out"
         let err = directory + "/itbctl-\(tag).err"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         process.standardInput = FileHandle.nullDevice

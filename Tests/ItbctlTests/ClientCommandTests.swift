@@ -238,6 +238,45 @@ struct WatchCommandTests {
         await daemon.shutdown()
     }
 
+    @Test("watch reports a lagged disconnect as a warning on stderr and resumes, so every event is still printed once, in order")
+    func watchResumesAfterBeingLagged() async throws {
+        // A two-event queue per subscriber: a burst of statuses outruns any reader.
+        let daemon = try await TestDaemon(name: "watch-lagged") { $0.subscriberBufferEvents = 2 }
+        var watch: WatchProcess?
+        do {
+            try await daemon.connectProgrammer()
+            let process = try WatchProcess(["--json", "--types", "status", "--socket", daemon.socketPath], directory: daemon.directory.path)
+            watch = process
+            _ = try await daemon.waitFor("/v1/health") { ($0["subscribers"] as? Int) == 1 }
+            let total = 300
+            try await daemon.withProgrammer { p in
+                for i in 0..<total {
+                    // Each status differs (the alarm mask), so each becomes an event.
+                    try p.send(.pumpStatus(PumpStatus(deviceTimeMs: nowMs(), dailyDoseUgX10: 4000, concentrationUgPerML: 2000,
+                                                      activeAlarmMask: UInt32(i), pumpState: .infusing, dosingMode: .simpleContinuous,
+                                                      linkQualityPct: 90)))
+                }
+            }
+            let lines = try await process.waitForLines(timeout: .seconds(30)) { $0.count >= total }
+            try await Task.sleep(for: .milliseconds(300))
+            let final = process.lines
+            #expect(final.count == total, "each event printed once (\(final.count) lines for \(total) events)")
+            let events = try final.map { try parseObject($0) }
+            let masks = events.map { ($0["data"] as? [String: Any])?["active_alarm_mask"] as? Int }
+            #expect(masks == Array(0..<total).map { Optional($0) }, "in the order they were sent")
+            let ids = events.compactMap { $0["id"] as? Int }
+            #expect(ids == ids.sorted() && Set(ids).count == ids.count)
+            #expect(process.stderr.contains("warning: lagged:"), "the daemon cut the client off at least once: \(process.stderr)")
+            #expect(lines.count >= total)
+            #expect(try await process.stop(with: SIGINT) == 0)
+        } catch {
+            if let watch { _ = try? await watch.stop(with: SIGKILL) }
+            await daemon.shutdown()
+            throw error
+        }
+        await daemon.shutdown()
+    }
+
     @Test("watch prints one human-readable line per event, filtered by device, and stops with exit 0 on SIGTERM")
     func watchPrintsHumanLines() async throws {
         let daemon = try await TestDaemon(name: "watch-human")

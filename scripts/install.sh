@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Installs itb-bridge where a distribution package would put it, or removes it again.
+#
+#   scripts/install.sh [install]      # build (swift build -c release) and install
+#   scripts/install.sh uninstall      # remove what install put there
+#
+# Environment:
+#   PREFIX       where binaries and vendor files go (default /usr/local; a distribution uses /usr)
+#   DESTDIR      staging root prepended to every path (default empty: the live system). With
+#                DESTDIR set nothing outside it is touched and root is not needed.
+#   SYSCONFDIR   configuration root (default /etc)
+#   ITB_BIN_DIR  directory holding already built itb-bridged and itbctl; when unset, the script
+#                builds them with `swift build -c release`
+#
+# Layout (with PREFIX=/usr):
+#   /usr/bin/itb-bridged, /usr/bin/itbctl                          0755
+#   /usr/lib/systemd/system/itb-bridged.service                   0644
+#   /usr/lib/sysusers.d/itb-bridge.conf                           0644
+#   /usr/lib/udev/rules.d/60-itb-programmer.rules                 0644
+#   /usr/share/doc/itb-bridge/README.md, itb-bridged.conf         0644 (the shipped default)
+#   /etc/itb-bridge/itb-bridged.conf                              0644, never overwritten
+# No tmpfiles.d entry is needed: the unit's RuntimeDirectory=, StateDirectory= and
+# ConfigurationDirectory= create /run/itb-bridge, /var/lib/itb-bridge and /etc/itb-bridge.
+#
+# On the live system (no DESTDIR) install also creates the users (systemd-sysusers) and reloads
+# udev and systemd; uninstall first stops and disables the service. Neither ever removes the
+# journal in /var/lib/itb-bridge: it holds the alarm history.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+action="${1:-install}"
+PREFIX="${PREFIX:-/usr/local}"
+SYSCONFDIR="${SYSCONFDIR:-/etc}"
+DESTDIR="${DESTDIR:-}"
+
+case "$PREFIX" in /*) ;; *) echo "install.sh: PREFIX must be an absolute path, not '$PREFIX'" >&2; exit 2 ;; esac
+case "$SYSCONFDIR" in /*) ;; *) echo "install.sh: SYSCONFDIR must be an absolute path, not '$SYSCONFDIR'" >&2; exit 2 ;; esac
+PREFIX="${PREFIX%/}"
+SYSCONFDIR="${SYSCONFDIR%/}"
+
+bindir="$DESTDIR$PREFIX/bin"
+unitdir="$DESTDIR$PREFIX/lib/systemd/system"
+sysusersdir="$DESTDIR$PREFIX/lib/sysusers.d"
+udevdir="$DESTDIR$PREFIX/lib/udev/rules.d"
+docdir="$DESTDIR$PREFIX/share/doc/itb-bridge"
+confdir="$DESTDIR$SYSCONFDIR/itb-bridge"
+config="$confdir/itb-bridged.conf"
+
+# Every file install lays down except the config, for uninstall to remove.
+files=(
+    "$bindir/itb-bridged" "$bindir/itbctl"
+    "$unitdir/itb-bridged.service"
+    "$sysusersdir/itb-bridge.conf"
+    "$udevdir/60-itb-programmer.rules"
+    "$docdir/README.md" "$docdir/itb-bridged.conf"
+)
+
+live() { [ -z "$DESTDIR" ]; }
+systemd_running() { live && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
+
+do_install() {
+    local bin="${ITB_BIN_DIR:-}"
+    if [ -z "$bin" ]; then
+        (cd "$root" && swift build -c release)
+        bin="$(cd "$root" && swift build -c release --show-bin-path)"
+    fi
+    for exe in itb-bridged itbctl; do
+        if [ ! -x "$bin/$exe" ]; then
+            echo "install.sh: $bin/$exe is missing or not executable; build it (swift build -c release) or set ITB_BIN_DIR" >&2
+            exit 1
+        fi
+    done
+
+    install -d -m 0755 "$bindir" "$unitdir" "$sysusersdir" "$udevdir" "$docdir" "$confdir"
+    install -m 0755 "$bin/itb-bridged" "$bindir/itb-bridged"
+    install -m 0755 "$bin/itbctl" "$bindir/itbctl"
+    # The unit names the binary and the config by their installed paths.
+    sed -e "s|/usr/bin/itb-bridged|$PREFIX/bin/itb-bridged|g" \
+        -e "s|/etc/itb-bridge/|$SYSCONFDIR/itb-bridge/|g" \
+        -e "s|file:/usr/share/doc/itb-bridge/|file:$PREFIX/share/doc/itb-bridge/|g" \
+        "$root/systemd/itb-bridged.service" > "$unitdir/itb-bridged.service.tmp"
+    chmod 0644 "$unitdir/itb-bridged.service.tmp"
+    mv "$unitdir/itb-bridged.service.tmp" "$unitdir/itb-bridged.service"
+    install -m 0644 "$root/systemd/itb-bridge.sysusers" "$sysusersdir/itb-bridge.conf"
+    install -m 0644 "$root/udev-rules/60-itb-programmer.rules" "$udevdir/60-itb-programmer.rules"
+    install -m 0644 "$root/README.md" "$docdir/README.md"
+    install -m 0644 "$root/systemd/itb-bridged.conf" "$docdir/itb-bridged.conf"
+    if [ -e "$config" ]; then
+        echo "kept the existing $config (the shipped default is $docdir/itb-bridged.conf)"
+    else
+        install -m 0644 "$root/systemd/itb-bridged.conf" "$config"
+    fi
+
+    if live; then
+        command -v systemd-sysusers >/dev/null && systemd-sysusers "$sysusersdir/itb-bridge.conf"
+        if command -v udevadm >/dev/null && [ -S /run/udev/control ]; then
+            udevadm control --reload
+            udevadm trigger --subsystem-match=tty --action=add
+        fi
+        systemd_running && systemctl daemon-reload
+        echo "installed; start it with: systemctl enable --now itb-bridged"
+    else
+        echo "installed into $DESTDIR"
+    fi
+}
+
+do_uninstall() {
+    if systemd_running; then
+        systemctl disable --now itb-bridged.service 2>/dev/null || true
+    fi
+    rm -f "${files[@]}"
+    # The config goes only when it is still the shipped default: local edits are kept.
+    if [ -e "$config" ]; then
+        if cmp -s "$config" "$root/systemd/itb-bridged.conf"; then
+            rm -f "$config"
+        else
+            echo "kept $config: it has local changes"
+        fi
+    fi
+    rmdir "$docdir" "$confdir" 2>/dev/null || true
+    if live; then
+        systemd_running && systemctl daemon-reload
+        if command -v udevadm >/dev/null && [ -S /run/udev/control ]; then udevadm control --reload; fi
+        echo "uninstalled; the journal in /var/lib/itb-bridge and the users itb-bridge and itb-programmer are left in place"
+    else
+        echo "uninstalled from $DESTDIR"
+    fi
+}
+
+case "$action" in
+    install) do_install ;;
+    uninstall) do_uninstall ;;
+    *) echo "usage: scripts/install.sh [install|uninstall]  (env: PREFIX, DESTDIR, SYSCONFDIR, ITB_BIN_DIR)" >&2; exit 2 ;;
+esac
