@@ -34,6 +34,8 @@ int itb_pty_slave_path(int master, char *buffer, size_t length) {
 
 int itb_tty_set_exclusive(int fd) { return ioctl(fd, TIOCEXCL); }
 
+int itb_tty_clear_exclusive(int fd) { return ioctl(fd, TIOCNXCL); }
+
 int itb_tty_get_exclusive(int fd, int *exclusive) { return ioctl(fd, TIOCGEXCL, exclusive); }
 
 int itb_fd_bytes_readable(int fd, int *count) { return ioctl(fd, FIONREAD, count); }

@@ -45,10 +45,7 @@ public final class SerialPort: Sendable {
     deinit {
         // No user can exist any more: close what is still open.
         let closed = state.withLock { $0.closed }
-        if !closed {
-            Glibc.close(fd)
-            Glibc.close(wakeFD)
-        }
+        if !closed { closeDescriptors() }
     }
 
     /// Opens `path` exclusively and configures it. Throws ``SerialPortError`` with the reason,
@@ -63,7 +60,9 @@ public final class SerialPort: Sendable {
             switch code {
             case ENOENT, ENXIO, ENODEV: throw .notFound(path: path)
             case EACCES, EPERM: throw .permissionDenied(path: path)
-            case EBUSY: throw .busy(path: path, holder: DeviceHolders.describe(path: path, excludingPID: getpid()))
+            // Our failed open left no descriptor behind, so every holder /proc shows is another
+            // opener, this process included (a second open from the same program).
+            case EBUSY: throw .busy(path: path, holder: DeviceHolders.describe(path: path, excludingPID: nil))
             default: throw .systemCallFailed(path: path, call: "open", errno: code)
             }
         }
@@ -220,10 +219,14 @@ public final class SerialPort: Sendable {
             signalWake()
             return false
         }
-        if closeNow {
-            Glibc.close(fd)
-            Glibc.close(wakeFD)
-        }
+        if closeNow { closeDescriptors() }
+    }
+
+    /// Ends exclusive mode and closes both descriptors. Called exactly once.
+    private func closeDescriptors() {
+        _ = itb_tty_clear_exclusive(fd)
+        Glibc.close(fd)
+        Glibc.close(wakeFD)
     }
 
     /// The cause of the disconnect that closed this port, if one did.
@@ -251,10 +254,7 @@ public final class SerialPort: Sendable {
             }
             return false
         }
-        if closeNow {
-            Glibc.close(fd)
-            Glibc.close(wakeFD)
-        }
+        if closeNow { closeDescriptors() }
         return result
     }
 

@@ -22,6 +22,10 @@ int itb_pty_slave_path(int master, char *buffer, size_t length);
 /// TIOCEXCL: further open(2)s of this terminal fail with EBUSY (except for root). 0 or -1.
 int itb_tty_set_exclusive(int fd);
 
+/// TIOCNXCL: ends exclusive mode (set before closing, so the terminal is free for the next
+/// opener even while the tty itself lives on, as a pty slave does while its master is open).
+int itb_tty_clear_exclusive(int fd);
+
 /// TIOCGEXCL: stores 1 in `*exclusive` when the terminal is in exclusive mode. 0 or -1.
 int itb_tty_get_exclusive(int fd, int *exclusive);
 
