@@ -16,5 +16,7 @@ ensure_packages() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# The Debian packages the build and the tests need.
-PROJECT_PACKAGES=(python3 pkg-config bc libudev-dev libsqlite3-dev)
+# The Debian packages the build and the tests need. systemd: systemd-analyze and systemd-sysusers,
+# which check the shipped unit and sysusers file (scripts/check-systemd.sh); they work without
+# systemd running as PID 1.
+PROJECT_PACKAGES=(python3 pkg-config bc libudev-dev libsqlite3-dev systemd)

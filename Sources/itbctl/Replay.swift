@@ -31,6 +31,9 @@ struct Replay: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds to wait for the daemon to open the pty.", valueName: "seconds"))
     var waitForHost: Double = 60
 
+    @Option(help: ArgumentHelp("Seconds to keep the pty open after the last record, so the daemon reads it all (closing it discards what is unread).", valueName: "seconds"))
+    var linger: Double = 2
+
     func validate() throws {
         guard speed > 0 else { throw ValidationError("--speed must be positive") }
     }
@@ -96,8 +99,8 @@ struct Replay: ParsableCommand {
             records += 1
             bytes += record.data.count
         }
-        // Give the daemon a moment to answer the last frames.
-        let settle = ContinuousClock.now + .milliseconds(500)
+        // Keep the line up while the daemon reads the tail and answers the last frames.
+        let settle = ContinuousClock.now + .milliseconds(Int64(linger * 1000))
         while ContinuousClock.now < settle { _ = try drainHost(timeout: .milliseconds(50)) }
         if !damage.damage.isEmpty {
             printError("replay: warning: the capture is damaged at \(damage.damage.count) place(s); \(damage.bytesSkipped) bytes skipped")

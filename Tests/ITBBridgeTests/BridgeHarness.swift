@@ -125,9 +125,16 @@ final class BridgeHarness: @unchecked Sendable {
 
     /// Connects the programmer: it announces itself once the bridge has opened the port.
     func connectProgrammer() async throws {
-        // The programmer announces itself when the first HOST_HEARTBEAT arrives.
-        guard try await serviceProgrammer(until: { $0.hostHeartbeats > 0 }) else { throw HarnessError("no HOST_HEARTBEAT from the bridge") }
-        _ = try await waitFor("/v1/devices/\(testProgrammer.programmerSerial)") { ($0["link_state"] as? String) == "connected" }
+        // The programmer announces itself when it reads the bridge's HOST_HEARTBEAT: keep
+        // servicing it until the bridge reports it connected.
+        let client = self.client
+        let path = "/v1/devices/\(testProgrammer.programmerSerial)"
+        let connected = try await serviceProgrammer(timeout: .seconds(20)) { _ in
+            guard let response = try? client.get(path), response.status == 200,
+                  let object = try? JSONObject.parse(response.body) else { return false }
+            return object["link_state"] as? String == "connected"
+        }
+        guard connected else { throw HarnessError("the bridge never identified the programmer") }
     }
 }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import ITBProtocol
 import ITBSerial
@@ -9,10 +10,13 @@ import Glibc
 
 /// Runs the built `itbctl` and collects its output.
 final class ToolProcess: @unchecked Sendable {
-    // @unchecked: driven by one test.
+    // @unchecked: driven by one test; `errorText` is guarded by its lock.
     let process = Process()
     private let stdout = Pipe()
     private let stderr = Pipe()
+    private let lock = NSLock()
+    private var errorText = Data()
+    private let errorDone = DispatchSemaphore(value: 0)
 
     init(_ arguments: [String]) throws {
         process.executableURL = try DaemonProcess.executable.deletingLastPathComponent().appendingPathComponent("itbctl")
@@ -20,14 +24,36 @@ final class ToolProcess: @unchecked Sendable {
         process.standardOutput = stdout
         process.standardError = stderr
         try process.run()
+        let handle = stderr.fileHandleForReading
+        Thread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { errorText.append(chunk) }
+            }
+            errorDone.signal()
+        }.start()
+    }
+
+    /// What the tool wrote to stderr so far.
+    var errorOutput: String { lock.withLock { String(decoding: errorText, as: UTF8.self) } }
+
+    /// Waits until stderr contains `text` (or `timeout` passes); true if it did.
+    func waitForError(containing text: String, timeout: Duration = .seconds(20)) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if errorOutput.contains(text) { return true }
+            usleep(10_000)
+        }
+        return errorOutput.contains(text)
     }
 
     /// Waits for exit; returns (status, stdout, stderr).
     func finish() -> (Int32, [UInt8], String) {
         let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return (process.terminationStatus, [UInt8](out), String(decoding: err, as: UTF8.self))
+        errorDone.wait()
+        return (process.terminationStatus, [UInt8](out), errorOutput)
     }
 }
 
@@ -42,8 +68,10 @@ struct RecordReplayTests {
         defer { programmer.pty.close() }
 
         // Record what the programmer sends.
-        let recorder = try ToolProcess(["record", "--device", programmer.pty.slavePath, "--out", capture, "--duration", "2"])
-        try await Task.sleep(for: .milliseconds(500))
+        let recorder = try ToolProcess(["record", "--device", programmer.pty.slavePath, "--out", capture, "--duration", "3"])
+        // Bytes written before the recorder has opened and configured the port are stale input it
+        // flushes: wait for its "recording" line, printed once the port is ready.
+        #expect(try await blocking { recorder.waitForError(containing: "recording") }, "\(recorder.errorOutput)")
         var encoder = FrameEncoder(firstSequence: 100)
         let now = nowMs()
         let messages: [Message] = (0..<60).map { i in
@@ -77,7 +105,7 @@ struct RecordReplayTests {
 
         // Replay into a pty and read it as the host would: the same bytes come out.
         let link = directory.path + "/replay"
-        let replayer = try ToolProcess(["replay", capture, "--full-speed", "--link", link])
+        let replayer = try ToolProcess(["replay", capture, "--full-speed", "--link", link, "--linger", "3"])
         var waited = 0
         while access(link, F_OK) != 0 && waited < 200 {
             try await Task.sleep(for: .milliseconds(20))

@@ -158,9 +158,16 @@ final class TestDaemon: @unchecked Sendable {
     /// Connects the programmer: it announces itself once the bridge has sent a HOST_HEARTBEAT,
     /// then waits until the API shows it connected.
     func connectProgrammer() async throws {
-        let before = try await withProgrammer { $0.hostHeartbeats }
-        guard try await serviceProgrammer(until: { $0.hostHeartbeats > before }) else { throw HarnessError("no HOST_HEARTBEAT from the bridge") }
-        _ = try await waitFor("/v1/devices/\(testProgrammer.programmerSerial)") { ($0["link_state"] as? String) == "connected" }
+        // Keep servicing the programmer while waiting: it announces itself when it reads the
+        // (new) daemon's HOST_HEARTBEAT, which may come after stale frames of an earlier one.
+        let client = self.client  // the socket the daemon serves now (it may be a hidden one)
+        let path = "/v1/devices/\(testProgrammer.programmerSerial)"
+        let connected = try await serviceProgrammer(timeout: .seconds(20)) { _ in
+            guard let response = try? client.get(path), response.status == 200,
+                  let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else { return false }
+            return object["link_state"] as? String == "connected"
+        }
+        guard connected else { throw HarnessError("the bridge never identified the programmer") }
     }
 
     /// Raises an alarm and services the programmer until the bridge has stored it (ACK stored).
