@@ -68,7 +68,7 @@ struct RecordReplayTests {
         defer { programmer.pty.close() }
 
         // Record what the programmer sends.
-        let recorder = try ToolProcess(["record", "--device", programmer.pty.slavePath, "--out", capture, "--duration", "3"])
+        let recorder = try ToolProcess(["record", "--device", programmer.pty.slavePath, "--out", capture, "--duration", "60"])
         // Bytes written before the recorder has opened and configured the port are stale input it
         // flushes: wait for its "recording" line, printed once the port is ready.
         #expect(try await blocking { recorder.waitForError(containing: "recording") }, "\(recorder.errorOutput)")
@@ -91,8 +91,12 @@ struct RecordReplayTests {
                 usleep(2000)
             }
         }
+        // Stop it the way an engineer does: Ctrl-C, once the line has gone quiet.
+        try await Task.sleep(for: .milliseconds(500))
+        kill(recorder.process.processIdentifier, SIGINT)
         let (recordStatus, _, recordLog) = try await blocking { recorder.finish() }
         #expect(recordStatus == 0, "\(recordLog)")
+        #expect(recordLog.contains("\(frames.reduce(0) { $0 + $1.count }) bytes"), "the recorder saw every byte: \(recordLog)")
 
         // Decode: one JSON line per frame, in order.
         let (decodeStatus, decoded, decodeLog) = try await blocking { try ToolProcess(["decode", capture]).finish() }
