@@ -431,8 +431,10 @@ public actor BridgeCore {
         for result in results {
             switch result {
             case .none, .alarm(.duplicate): break
-            case .event(let event), .alarm(.stored(_, let event)):
-                if event.type == "alarm" { logAlarmEvent(event) }
+            case .event(let event):
+                hub.publish(PublishedEvent(event))
+            case .alarm(.stored(let record, let event)), .bridgeAlarm(let record, let event):
+                logAlarm(record, event: event)
                 hub.publish(PublishedEvent(event))
             }
         }
@@ -440,25 +442,13 @@ public actor BridgeCore {
         return results
     }
 
-    private func logAlarmEvent(_ event: StoredEvent) {
-        // The data is the alarm resource; log its essentials for journald filtering.
-        logger.notice("alarm \(Self.field("state", in: event.data) ?? "?"): \(Self.field("code", in: event.data) ?? "?")", metadata: [
-            "device": "\(event.device)", "event_id": "\(event.id)",
-            "alarm_code": "\(Self.field("code", in: event.data) ?? "?")",
-            "alarm_priority": "\(Self.field("priority", in: event.data) ?? "?")",
-            "alarm_source": "\(Self.field("source", in: event.data) ?? "?")",
+    /// One log line per alarm transition, with fields journald can filter on.
+    private func logAlarm(_ record: AlarmRecord, event: StoredEvent) {
+        logger.notice("alarm \(record.state.rawValue): \(record.code)", metadata: [
+            "device": "\(record.device)", "event_id": "\(event.id)", "alarm": "\(record.id)",
+            "alarm_code": "\(record.code)", "alarm_priority": "\(record.priority)", "alarm_source": "\(record.source)",
         ])
-        if let code = Self.field("code", in: event.data), let source = Self.field("source", in: event.data) {
-            metrics.alarmStored(code: code, source: source)
-        }
-    }
-
-    /// The string value of a top-level `"key":"value"` in our own rendered JSON.
-    static func field(_ key: String, in json: String) -> String? {
-        guard let range = json.range(of: "\"\(key)\":\"") else { return nil }
-        let rest = json[range.upperBound...]
-        guard let end = rest.firstIndex(of: "\"") else { return nil }
-        return String(rest[..<end])
+        metrics.alarmStored(code: record.code, source: record.source)
     }
 
     private func recordCounterDeltas(from old: DecoderCounters, to new: DecoderCounters) {

@@ -44,6 +44,8 @@ enum JournalOpResult: Sendable {
     case none
     /// Publish this event.
     case event(StoredEvent)
+    /// A bridge alarm changed: publish its event (the record says what changed).
+    case bridgeAlarm(AlarmRecord, StoredEvent)
     /// A pump alarm's outcome.
     case alarm(AlarmStoreOutcome)
 }
@@ -88,13 +90,13 @@ extension Database {
                         arguments: [device, nowMs, data, event.id])
             return .event(event)
         case .raiseBridgeAlarm(let device, let code, let priority, let detail):
-            guard let (_, event) = try raiseBridgeAlarm(device: device, code: code, priority: priority, detail: detail, nowMs: nowMs) else {
+            guard let (record, event) = try raiseBridgeAlarm(device: device, code: code, priority: priority, detail: detail, nowMs: nowMs) else {
                 return .none
             }
-            return .event(event)
+            return .bridgeAlarm(record, event)
         case .endBridgeAlarm(let device, let code):
-            guard let (_, event) = try endBridgeAlarm(device: device, code: code, nowMs: nowMs) else { return .none }
-            return .event(event)
+            guard let (record, event) = try endBridgeAlarm(device: device, code: code, nowMs: nowMs) else { return .none }
+            return .bridgeAlarm(record, event)
         case .sessionStarted(let device, let path, let bootID):
             try execute(sql: "UPDATE device_session SET ended_ms = ?, end_cause = 'superseded' WHERE device = ? AND ended_ms IS NULL",
                         arguments: [nowMs, device])
