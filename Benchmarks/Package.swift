@@ -21,6 +21,19 @@ let package = Package(
     ],
     targets: [
         .executableTarget(
+            name: "itb-live-bench",
+            dependencies: [
+                .product(name: "ITBProtocol", package: "itb-bridge"),
+                .product(name: "ITBSerial", package: "itb-bridge"),
+                .product(name: "ITBSimulator", package: "itb-bridge"),
+                .product(name: "ITBClient", package: "itb-bridge"),
+            ],
+            path: "Benchmarks/LiveBenchmarks",
+            // Swift 5 mode: a single-file measurement script whose top-level buffers are shared
+            // with one reader thread on purpose; the product itself is Swift 6 throughout.
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
             name: "DecodeBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
