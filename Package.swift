@@ -132,15 +132,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Helpers shared by the test targets (test targets cannot share sources); only tests use it.
+        .target(
+            name: "ITBTestSupport",
+            dependencies: ["ITBProtocol"],
+            path: "Tests/ITBTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ITBProtocolTests",
-            dependencies: ["ITBProtocol", "ITBJSON"],
+            dependencies: ["ITBProtocol", "ITBJSON", "ITBTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ITBBridgeTests",
             dependencies: [
-                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator",
+                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator", "ITBTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -157,12 +164,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ITBJSONTests",
-            dependencies: ["ITBJSON", "ITBProtocol"],
+            dependencies: ["ITBJSON", "ITBProtocol", "ITBTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ItbctlTests",
-            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

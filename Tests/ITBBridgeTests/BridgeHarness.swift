@@ -1,4 +1,5 @@
 import Foundation
+@_exported import ITBTestSupport
 import ITBBridge
 import ITBClient
 import ITBProtocol
@@ -9,29 +10,6 @@ import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Runs a blocking call on its own thread, never on the cooperative pool: the in-process daemon
-/// needs that pool, and a test blocked on it would starve the daemon it is waiting for.
-func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-        Thread { continuation.resume(returning: Result { try body() }) }.start()
-    }
-    return try result.get()
-}
-
-/// A fresh directory under the system's temporary directory, removed by `remove()`.
-struct ScratchDirectory: Sendable {
-    let path: String
-    init(_ name: String) throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("itb-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// A realistic programmer identity for the tests.
-let testProgrammer = ProgrammerInfo(bootID: 0x1234_5678_9ABC, firmwareVersion: 0x02_04_01, protocolMinor: 0,
-                                    programmerSerial: "PGM-000123", hardwareModel: "ITB-CP 8840")
 
 /// An in-process bridge daemon on a scratch directory, following one simulated programmer.
 final class BridgeHarness: @unchecked Sendable {
@@ -138,19 +116,3 @@ final class BridgeHarness: @unchecked Sendable {
     }
 }
 
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-enum JSONObject {
-    static func parse(_ bytes: [UInt8]) throws -> [String: Any] {
-        guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-            throw HarnessError("not a JSON object: \(String(decoding: bytes, as: UTF8.self))")
-        }
-        return object
-    }
-}
-
-/// Host time now, ms.
-func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }

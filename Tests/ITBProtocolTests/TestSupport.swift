@@ -7,38 +7,9 @@ import Foundation
 import ITBJSON
 import ITBProtocol
 import Testing
+@_exported import ITBTestSupport
 
 // MARK: - Seeded randomness
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, fast generator whose whole state is one seed, so
-/// every random test reproduces exactly from the seed written in the test.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// `count` random bytes.
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) }
-    }
-
-    /// `count` random bytes none of which is 0xB7, so they can never start (or complete) a magic.
-    mutating func garbage(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in
-            var byte: UInt8
-            repeat { byte = UInt8(truncatingIfNeeded: next()) } while byte == FrameLayout.magic.0
-            return byte
-        }
-    }
-}
 
 // MARK: - Hex
 
@@ -68,58 +39,6 @@ extension Array where Element == UInt8 {
             out.append(digits[Int(byte & 0xF)])
         }
         return String(decoding: out, as: UTF8.self)
-    }
-}
-
-// MARK: - JSON values
-
-/// A parsed JSON value that compares the way JSON means it: numbers numerically (500 == 500.0),
-/// objects without regard to key order.
-indirect enum JSONValue: Equatable, Sendable, CustomStringConvertible {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    /// Converts what `JSONSerialization` returns.
-    init(foundation value: Any) {
-        switch value {
-        case is NSNull:
-            self = .null
-        case let text as String:
-            self = .string(text)
-        case let list as [Any]:
-            self = .array(list.map(JSONValue.init(foundation:)))
-        case let dictionary as [String: Any]:
-            self = .object(dictionary.mapValues(JSONValue.init(foundation:)))
-        case let number as NSNumber:
-            // A JSON boolean comes back as an NSNumber made from a Bool (type encoding "c").
-            if String(cString: number.objCType) == "c" {
-                self = .bool(number.boolValue)
-            } else {
-                self = .number(number.doubleValue)
-            }
-        default:
-            preconditionFailure("unexpected JSONSerialization value \(type(of: value))")
-        }
-    }
-
-    /// Parses JSON text; throws if it is not valid JSON.
-    static func parse(_ bytes: [UInt8]) throws -> JSONValue {
-        JSONValue(foundation: try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]))
-    }
-
-    var description: String {
-        switch self {
-        case .null: "null"
-        case .bool(let b): String(b)
-        case .number(let n): String(n)
-        case .string(let s): String(reflecting: s)
-        case .array(let a): "[" + a.map(\.description).joined(separator: ",") + "]"
-        case .object(let o): "{" + o.keys.sorted().map { "\(String(reflecting: $0)):\(o[$0]!)" }.joined(separator: ",") + "}"
-        }
     }
 }
 

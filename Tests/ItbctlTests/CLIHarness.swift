@@ -1,4 +1,5 @@
 import Foundation
+@_exported import ITBTestSupport
 import ITBBridge
 import ITBClient
 import ITBProtocol
@@ -11,48 +12,7 @@ import Glibc
 
 // What the itbctl tests need: an in-process daemon that can be stopped and started again on the
 // same state directory, a simulated programmer on a pty, and the built `itbctl` run as a real
-// process. (Test targets cannot share sources: the small pieces below follow
-// Tests/ITBBridgeTests/BridgeHarness.swift and EndToEndCrashTests.swift.)
-
-/// Runs a blocking call on its own thread, never on the cooperative pool: the in-process daemon
-/// needs that pool, and a test blocked on it would starve the daemon it is waiting for.
-func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-        Thread { continuation.resume(returning: Result { try body() }) }.start()
-    }
-    return try result.get()
-}
-
-/// A fresh directory under the system's temporary directory (mode 0755, so that another user can
-/// reach a socket in it), removed by `remove()`.
-struct ScratchDirectory: Sendable {
-    let path: String
-    init(_ name: String) throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("itbctl-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-    }
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A realistic programmer identity for the tests.
-let testProgrammer = ProgrammerInfo(bootID: 0x1234_5678_9ABC, firmwareVersion: 0x02_04_01, protocolMinor: 0,
-                                    programmerSerial: "PGM-000123", hardwareModel: "ITB-CP 8840")
-
-/// Host time now, ms.
-func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
-
-/// Parses a JSON object.
-func parseObject(_ text: String) throws -> [String: Any] {
-    guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
-        throw HarnessError("not a JSON object: \(text)")
-    }
-    return object
-}
+// process. The generic helpers (blocking, ScratchDirectory, testProgrammer…) are ITBTestSupport's.
 
 /// The bridge daemon in this process on a scratch directory, following one simulated
 /// programmer; it can be stopped and started again on the same state directory and socket.
