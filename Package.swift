@@ -135,7 +135,7 @@ let package = Package(
         // Helpers shared by the test targets (test targets cannot share sources); only tests use it.
         .target(
             name: "ITBTestSupport",
-            dependencies: ["ITBProtocol"],
+            dependencies: ["ITBProtocol", "ITBClient", "ITBSimulator"],
             path: "Tests/ITBTestSupport",
             swiftSettings: swiftSettings
         ),

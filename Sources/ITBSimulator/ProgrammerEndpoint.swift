@@ -108,6 +108,18 @@ public final class ProgrammerEndpoint: @unchecked Sendable {
                                       unackedAlarmCount: UInt32(pending.count))))
     }
 
+    /// Services the line in 20 ms steps (``service(timeout:)``) until `condition` holds or
+    /// `timeout` passes; true if it held.
+    @discardableResult
+    public func service(until condition: (ProgrammerEndpoint) -> Bool, timeout: Duration) throws(SerialPortError) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition(self) { return true }
+            try service(timeout: .milliseconds(20))
+        }
+        return condition(self)
+    }
+
     /// Reads what the host sent (waiting up to `timeout`), handles ACKs and host heartbeats, and
     /// retransmits alarms that are due. Returns the host messages read.
     @discardableResult

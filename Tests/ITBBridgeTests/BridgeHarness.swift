@@ -78,41 +78,17 @@ final class BridgeHarness: @unchecked Sendable {
     /// Services the programmer (reads ACKs, host heartbeats; retransmits) until `condition`
     /// holds or `timeout` passes; true if it held.
     func serviceProgrammer(timeout: Duration = .seconds(10), until condition: @escaping @Sendable (ProgrammerEndpoint) -> Bool) async throws -> Bool {
-        try await withProgrammer { programmer in
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if condition(programmer) { return true }
-                try programmer.service(timeout: .milliseconds(20))
-            }
-            return condition(programmer)
-        }
+        try await withProgrammer { try $0.service(until: condition, timeout: timeout) }
     }
 
     /// Waits until `GET path` gives 200 and `predicate` holds for its JSON.
     func waitFor(_ path: String, timeout: Duration = .seconds(10), _ predicate: @escaping ([String: Any]) -> Bool) async throws -> [String: Any] {
-        let deadline = ContinuousClock.now + timeout
-        var last: String = ""
-        while ContinuousClock.now < deadline {
-            let response = try await get(path)
-            if response.status == 200, let object = try? JSONObject.parse(response.body), predicate(object) { return object }
-            last = response.text
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw HarnessError("timed out waiting on \(path); last answer: \(last)")
+        try await waitForJSON(client, path, timeout: timeout, predicate)
     }
 
     /// Connects the programmer: it announces itself once the bridge has opened the port.
     func connectProgrammer() async throws {
-        // The programmer announces itself when it reads the bridge's HOST_HEARTBEAT: keep
-        // servicing it until the bridge reports it connected.
-        let client = self.client
-        let path = "/v1/devices/\(testProgrammer.programmerSerial)"
-        let connected = try await serviceProgrammer(timeout: .seconds(20)) { _ in
-            guard let response = try? client.get(path), response.status == 200,
-                  let object = try? JSONObject.parse(response.body) else { return false }
-            return object["link_state"] as? String == "connected"
-        }
-        guard connected else { throw HarnessError("the bridge never identified the programmer") }
+        try await waitUntilIdentified(programmer, client: client)
     }
 }
 

@@ -99,8 +99,7 @@ struct CrashSafetyTests {
         let burst = 40
         let killAfter = Duration.milliseconds(Int64(10 + 25 * round))
         try await blocking {
-            let deadline = ContinuousClock.now + .seconds(10)
-            while programmer.hostHeartbeats == 0, ContinuousClock.now < deadline { try programmer.service(timeout: .milliseconds(20)) }
+            try programmer.service(until: { $0.hostHeartbeats > 0 }, timeout: .seconds(10))
         }
         try await blocking {
             for i in 0..<burst {
@@ -117,9 +116,7 @@ struct CrashSafetyTests {
         defer { daemon.terminate() }
         try await daemon.waitReady()
         let allAcked = try await blocking { () -> Bool in
-            let deadline = ContinuousClock.now + .seconds(30)
-            while !programmer.pending.isEmpty, ContinuousClock.now < deadline { try programmer.service(timeout: .milliseconds(20)) }
-            return programmer.pending.isEmpty
+            try programmer.service(until: { $0.pending.isEmpty }, timeout: .seconds(30))
         }
         #expect(allAcked, "every alarm is eventually acknowledged as stored")
 

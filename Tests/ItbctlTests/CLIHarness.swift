@@ -83,17 +83,7 @@ final class TestDaemon: @unchecked Sendable {
 
     /// Waits until `GET path` answers 200 and `predicate` holds for its JSON.
     func waitFor(_ path: String, timeout: Duration = .seconds(10), _ predicate: @escaping ([String: Any]) -> Bool) async throws -> [String: Any] {
-        let deadline = ContinuousClock.now + timeout
-        let client = self.client
-        var last = ""
-        while ContinuousClock.now < deadline {
-            if let response = try? await blocking({ try client.get(path) }) {
-                if response.status == 200, let object = try? parseObject(response.text), predicate(object) { return object }
-                last = response.text
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw HarnessError("timed out waiting on \(path); last answer: \(last)")
+        try await waitForJSON(client, path, timeout: timeout, predicate)
     }
 
     /// Runs `body` with the programmer on a thread of its own.
@@ -105,29 +95,13 @@ final class TestDaemon: @unchecked Sendable {
     /// Services the programmer (ACKs, host heartbeats, retransmissions) until `condition` holds
     /// or `timeout` passes; true if it held.
     func serviceProgrammer(timeout: Duration = .seconds(15), until condition: @escaping @Sendable (ProgrammerEndpoint) -> Bool) async throws -> Bool {
-        try await withProgrammer { programmer in
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if condition(programmer) { return true }
-                try programmer.service(timeout: .milliseconds(20))
-            }
-            return condition(programmer)
-        }
+        try await withProgrammer { try $0.service(until: condition, timeout: timeout) }
     }
 
     /// Connects the programmer: it announces itself once the bridge has sent a HOST_HEARTBEAT,
     /// then waits until the API shows it connected.
     func connectProgrammer() async throws {
-        // Keep servicing the programmer while waiting: it announces itself when it reads the
-        // (new) daemon's HOST_HEARTBEAT, which may come after stale frames of an earlier one.
-        let client = self.client  // the socket the daemon serves now (it may be a hidden one)
-        let path = "/v1/devices/\(testProgrammer.programmerSerial)"
-        let connected = try await serviceProgrammer(timeout: .seconds(20)) { _ in
-            guard let response = try? client.get(path), response.status == 200,
-                  let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else { return false }
-            return object["link_state"] as? String == "connected"
-        }
-        guard connected else { throw HarnessError("the bridge never identified the programmer") }
+        try await waitUntilIdentified(programmer, client: client)
     }
 
     /// Raises an alarm and services the programmer until the bridge has stored it (ACK stored).
