@@ -55,7 +55,14 @@ public struct EventFilter: Hashable, Sendable {
 /// `lagged` signal, and its client is closed, so one slow client never slows the others or the
 /// bridge. The client can reconnect with `Last-Event-ID` and catch up from the journal.
 public final class EventHub: Sendable {
-    private let subscribers = Mutex<[Int: Subscription]>([:])
+    /// Live subscribers by id, and the same as an array that is rebuilt only when someone
+    /// subscribes or leaves, so publishing reads it without allocating (copy-on-write).
+    private struct Subscribers {
+        var byID: [Int: Subscription] = [:]
+        var snapshot: [Subscription] = []
+        mutating func rebuild() { snapshot = Array(byID.values) }
+    }
+    private let subscribers = Mutex(Subscribers())
     private let closed = Atomic<Bool>(false)
     private let nextID = Atomic<Int>(0)
     /// Queue capacity of each subscriber.
@@ -67,7 +74,7 @@ public final class EventHub: Sendable {
     }
 
     /// The number of live subscribers.
-    public var subscriberCount: Int { subscribers.withLock { $0.count } }
+    public var subscriberCount: Int { subscribers.withLock { $0.byID.count } }
 
     /// Registers a subscriber. Call ``Subscription/cancel()`` when its client goes away.
     /// `onLagged` runs once, on the publishing thread, when the subscriber overflows.
@@ -76,7 +83,8 @@ public final class EventHub: Sendable {
         let subscription = Subscription(id: id, filter: filter, capacity: capacity, hub: self, onLagged: onLagged)
         let open = subscribers.withLock { list -> Bool in
             if closed.load(ordering: .relaxed) { return false }
-            list[id] = subscription
+            list.byID[id] = subscription
+            list.rebuild()
             return true
         }
         if !open { subscription.cancel() }
@@ -88,8 +96,8 @@ public final class EventHub: Sendable {
     public func close() {
         let all = subscribers.withLock { list -> [Subscription] in
             closed.store(true, ordering: .relaxed)
-            defer { list.removeAll() }
-            return Array(list.values)
+            defer { list = Subscribers() }
+            return list.snapshot
         }
         for subscription in all { subscription.cancel() }
     }
@@ -97,7 +105,7 @@ public final class EventHub: Sendable {
     /// Delivers `event` to every matching subscriber. Returns how many were cut off as lagged.
     @discardableResult
     public func publish(_ event: PublishedEvent) -> Int {
-        let targets = subscribers.withLock { Array($0.values) }
+        let targets = subscribers.withLock { $0.snapshot }
         var lagged = 0
         for subscription in targets where subscription.filter.accepts(device: event.device, type: event.type) {
             if !subscription.enqueue(event) {
@@ -112,13 +120,15 @@ public final class EventHub: Sendable {
     /// Wakes subscribers that have waited longer than `idle` with ``Subscription/Item/idle``, so
     /// their streams can send a keep-alive (and notice a client that has gone away).
     public func nudgeIdle(after idle: Duration) {
-        let targets = subscribers.withLock { Array($0.values) }
+        let targets = subscribers.withLock { $0.snapshot }
         let now = ContinuousClock.now
         for subscription in targets { subscription.nudge(ifWaitingSince: now - idle) }
     }
 
     func remove(_ id: Int) {
-        _ = subscribers.withLock { $0.removeValue(forKey: id) }
+        subscribers.withLock { list in
+            if list.byID.removeValue(forKey: id) != nil { list.rebuild() }
+        }
     }
 
     /// One subscriber's bounded queue.
