@@ -10,7 +10,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 . scripts/lib.sh
-ensure_packages "${PROJECT_PACKAGES[@]}"
+ensure_packages "${PROJECT_PACKAGES[@]}" curl  # curl: the commands the demo prints
 
 swift build --product itb-bridged
 swift build --product itbctl
