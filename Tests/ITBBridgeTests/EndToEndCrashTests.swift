@@ -14,9 +14,14 @@ final class DaemonProcess: @unchecked Sendable {
     let process = Process()
     let socketPath: String
 
-    /// The built `itb-bridged` next to this test bundle (same build directory).
+    /// The built `itb-bridged`: `$ITB_DAEMON` when set (the proof run points it at the release
+    /// build), else the one next to this test bundle (same build directory).
     static var executable: URL {
         get throws {
+            if let override = ProcessInfo.processInfo.environment["ITB_DAEMON"], !override.isEmpty {
+                guard FileManager.default.isExecutableFile(atPath: override) else { throw HarnessError("ITB_DAEMON=\(override) is not an executable") }
+                return URL(fileURLWithPath: override)
+            }
             var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             for _ in 0..<4 {
                 let candidate = directory.appendingPathComponent("itb-bridged")

@@ -181,3 +181,23 @@ public func waitUntilIdentified(_ programmer: ProgrammerEndpoint, client: UnixHT
     }
     guard connected else { throw HarnessError("the bridge never identified the programmer") }
 }
+
+// MARK: - Proof runs: fault-suite sizes and figure lines
+
+/// The size of the fault suite. CI runs the short version of each fault test; the proof run
+/// (`scripts/proof.sh`, which sets `ITB_PROOF_SCALE=full`) runs the counts that issue 8 asks for
+/// and its figures go to BENCHMARKS.md.
+public enum ProofScale {
+    /// True in the proof run.
+    public static var isFull: Bool { ProcessInfo.processInfo.environment["ITB_PROOF_SCALE"] == "full" }
+
+    /// `full` in the proof run, `short` otherwise.
+    public static func count(short: Int, full: Int) -> Int { isFull ? full : short }
+
+    /// Prints one figure line, `FIGURE name: key=value …`, which `scripts/proof.sh` collects
+    /// into its report. Fields keep the order given.
+    public static func figure(_ name: String, _ fields: KeyValuePairs<String, any CustomStringConvertible>) {
+        let text = fields.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        print("FIGURE \(name): scale=\(isFull ? "full" : "short") \(text)")
+    }
+}
