@@ -385,13 +385,20 @@ public actor BridgeCore {
         }
     }
 
-    /// Once a second: marks silent links stale and raises `data_stale`.
-    public func tick() async {
+    /// Marks silent links stale and raises `data_stale`. Returns when the next device would go
+    /// stale if it stays silent (host ms), so the main loop can sleep until then; nil when none can.
+    @discardableResult
+    public func tick() async -> Int64? {
         let nowMs = now()
         let staleMs = configuration.staleAfter.components.seconds * 1000 + configuration.staleAfter.components.attoseconds / 1_000_000_000_000_000
         var ops: [JournalOp] = []
+        var nextDeadline: Int64?
         for (id, var device) in devices.sorted(by: { $0.key < $1.key }) {
-            guard case .connected = device.link, !device.stale, let last = device.lastSeenMs, nowMs - last > staleMs else { continue }
+            guard case .connected = device.link, !device.stale, let last = device.lastSeenMs else { continue }
+            guard nowMs - last > staleMs else {
+                nextDeadline = min(nextDeadline ?? .max, last + staleMs + 1)
+                continue
+            }
             device.stale = true
             devices[id] = device
             logger.warning("device data stale", metadata: ["device": "\(id)", "silent_ms": "\(nowMs - last)"])
@@ -401,6 +408,7 @@ public actor BridgeCore {
             ops.append(.event(device: id, type: "device", data: Rendering.string { Rendering.device(device, &$0) }))
         }
         if !ops.isEmpty { _ = await commit(ops) }
+        return nextDeadline
     }
 
     // MARK: journal

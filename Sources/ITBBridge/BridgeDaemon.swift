@@ -20,14 +20,14 @@ public struct BridgeDaemon: Service {
     private let onStopping: @Sendable () -> Void
 
     /// Creates the daemon. `onReady` runs once the journal is open and the socket accepts
-    /// connections at its final path (systemd's `READY=1`); `onTick` runs from the main loop every
-    /// `tickInterval` (the watchdog ping; shorten the interval when the watchdog timeout is short),
-    /// right after `onStatus` has been given the current ``DaemonStatus`` (systemd's `STATUS=`);
-    /// `onStopping` runs once when graceful shutdown begins (SIGTERM, SIGINT: systemd's
-    /// `STOPPING=1`).
+    /// connections at its final path (systemd's `READY=1`); `onTick` runs from the main loop at
+    /// least every `tickInterval` (the watchdog ping; shorten the interval when the watchdog
+    /// timeout is short; the loop wakes sooner when a device is due to go stale), right after
+    /// `onStatus` has been given the current ``DaemonStatus`` (systemd's `STATUS=`); `onStopping`
+    /// runs once when graceful shutdown begins (SIGTERM, SIGINT: systemd's `STOPPING=1`).
     public init(configuration: BridgeConfiguration, logger: Logger,
                 onReady: @escaping @Sendable () -> Void = {}, onTick: @escaping @Sendable () -> Void = {},
-                tickInterval: Duration = .seconds(1),
+                tickInterval: Duration = .seconds(5),
                 onStatus: @escaping @Sendable (DaemonStatus) -> Void = { _ in },
                 onStopping: @escaping @Sendable () -> Void = {}) {
         self.configuration = configuration
@@ -67,7 +67,7 @@ public struct BridgeDaemon: Service {
             logger: Logger(label: "itb-bridged.http", factory: { _ in SwiftLogNoOpLogHandler() }))
         let devices = DeviceSupervisor(core: core, configuration: configuration, logger: logger)
         let ticker = Ticker(core: core, configuration: configuration, interval: tickInterval,
-                            onTick: onTick, onStatus: onStatus, onStopping: onStopping)
+                            onTick: onTick, onStatus: onStatus, onStopping: onStopping, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: app), .init(service: devices), .init(service: ticker)],
             logger: logger)
@@ -132,9 +132,11 @@ struct DeviceSupervisor: Service {
     }
 }
 
-/// The main loop's clock: stale checks, keep-alives for idle event streams, the status line and
-/// the watchdog ping, and daily retention pruning. It is the last service of the group, so the
-/// first to hear of graceful shutdown: that is when `onStopping` runs.
+/// The main loop's clock: stale checks, syncing deferred journal commits, keep-alives for idle
+/// event streams, the status line and the watchdog ping, and daily retention pruning. It sleeps
+/// until the next device could go stale, and never longer than `interval` or `staleAfter`, so an
+/// idle daemon wakes rarely while a silent device is still flagged on time. It is the last service
+/// of the group, so the first to hear of graceful shutdown: that is when `onStopping` runs.
 struct Ticker: Service {
     let core: BridgeCore
     let configuration: BridgeConfiguration
@@ -142,12 +144,18 @@ struct Ticker: Service {
     let onTick: @Sendable () -> Void
     let onStatus: @Sendable (DaemonStatus) -> Void
     let onStopping: @Sendable () -> Void
+    let logger: Logger
 
     func run() async throws {
         await withGracefulShutdownHandler {
             var lastPrune = ContinuousClock.now
             while !Task.isCancelledOrShuttingDown {
-                await core.tick()
+                let nextStaleMs = await core.tick()
+                do {
+                    try await core.journal.syncDeferred()
+                } catch {
+                    logger.error("journal: cannot sync deferred snapshot commits", metadata: ["error": "\(error)"])
+                }
                 core.hub.nudgeIdle(after: .seconds(15))
                 onStatus(await core.daemonStatus())
                 onTick()
@@ -155,7 +163,9 @@ struct Ticker: Service {
                     lastPrune = ContinuousClock.now
                     _ = try? await core.journal.prune(olderThanDays: configuration.retentionDays, nowMs: core.now())
                 }
-                try? await Task.sleep(for: interval)
+                var sleep = min(interval, configuration.staleAfter)
+                if let nextStaleMs { sleep = min(sleep, .milliseconds(max(1, nextStaleMs - core.now()))) }
+                try? await Task.sleep(for: sleep)
             }
         } onGracefulShutdown: {
             onStopping()

@@ -111,12 +111,13 @@ public final class SystemdNotifier: Sendable {
     /// True when `$NOTIFY_SOCKET` named a usable socket: messages are really sent.
     public var isEnabled: Bool { address != nil }
 
-    /// How often the daemon's main loop should run so that ``watchdogTick(now:)`` can ping in time:
-    /// at most a second, and a quarter of the watchdog timeout (pings then go out every half to
-    /// three quarters of the timeout, whatever the loop's jitter).
+    /// The longest the daemon's main loop may sleep so that ``watchdogTick(now:)`` can ping in
+    /// time: a quarter of the watchdog timeout (pings then go out every half to three quarters of
+    /// the timeout, whatever the loop's jitter), and at most 5 s, so the status line stays fresh.
+    /// The loop wakes sooner when it has work due (a device about to go stale).
     public var recommendedTickInterval: Duration {
-        guard let watchdogInterval else { return .seconds(1) }
-        return min(.seconds(1), max(.milliseconds(10), watchdogInterval / 4))
+        guard let watchdogInterval else { return .seconds(5) }
+        return min(.seconds(5), max(.milliseconds(10), watchdogInterval / 4))
     }
 
     /// Sends one notification: newline-separated `KEY=value` assignments (`sd_notify(3)`'s state

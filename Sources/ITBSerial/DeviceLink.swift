@@ -11,14 +11,19 @@ public enum DeviceLinkEvent {
     case state(LinkStateMachine.PublishedState)
     /// Bytes arrived. The buffer is valid only during the handler call: decode it there.
     case data(UnsafeRawBufferPointer)
+    /// The periodic beat while connected (see ``DeviceLink/start(readBufferSize:beat:_:)``):
+    /// a chance to write a keep-alive from the link's own thread, without a timer of its own.
+    case beat
 }
 
 /// One serial device followed for its whole life: opened when it appears, read while it is
 /// there, reopened with capped exponential backoff (100 ms … 5 s) when it goes away or is busy.
 ///
 /// The link runs a dedicated thread that blocks in `poll()` and calls the handler with each state
-/// change and each chunk of bytes. Writes (ACKs, heartbeats) may come from any thread; they fail
-/// with ``SerialPortError/closed(path:)`` while the device is not connected.
+/// change, each chunk of bytes and, while connected, a periodic ``DeviceLinkEvent/beat`` (the
+/// poll's timeout, so a keep-alive costs no extra thread or timer wake-up). Writes (ACKs,
+/// heartbeats) may come from any thread; they fail with ``SerialPortError/closed(path:)`` while
+/// the device is not connected.
 public final class DeviceLink: Sendable {
     /// The path followed (a by-id link, a tty, or a pty / symlink for the simulator and replay).
     public let path: String
@@ -48,9 +53,12 @@ public final class DeviceLink: Sendable {
     }
 
     /// Starts following the device. `handler` runs on the link's thread, one event at a time.
-    public func start(readBufferSize: Int = 64 << 10, _ handler: @escaping @Sendable (DeviceLinkEvent) -> Void) {
+    /// With `beat`, the handler also gets ``DeviceLinkEvent/beat`` right after each connection and
+    /// then at most every `beat` while connected, whether or not data arrives (a little earlier,
+    /// down to half of `beat`, when data has just woken the thread anyway).
+    public func start(readBufferSize: Int = 64 << 10, beat: Duration? = nil, _ handler: @escaping @Sendable (DeviceLinkEvent) -> Void) {
         let thread = BlockingThread(name: "itb-link") { [self] in
-            run(readBufferSize: readBufferSize, handler)
+            run(readBufferSize: readBufferSize, beat: beat, handler)
         }
         shared.withLock { $0.thread = thread }
     }
@@ -80,7 +88,7 @@ public final class DeviceLink: Sendable {
 
     private var isStopping: Bool { shared.withLock { $0.stopping } }
 
-    private func run(readBufferSize: Int, _ handler: @Sendable (DeviceLinkEvent) -> Void) {
+    private func run(readBufferSize: Int, beat: Duration?, _ handler: @Sendable (DeviceLinkEvent) -> Void) {
         var machine = LinkStateMachine(backoff: backoff)
         var actions = machine.start()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readBufferSize, alignment: 16)
@@ -115,7 +123,7 @@ public final class DeviceLink: Sendable {
                     actions.removeFirst()
                     handler(.state(state))
                 }
-                let cause = readUntilGone(port, buffer, handler)
+                let cause = readUntilGone(port, buffer, beat: beat, handler)
                 shared.withLock { $0.port = nil }
                 port.close()
                 if let cause { actions += machine.disconnected(cause) }
@@ -123,12 +131,28 @@ public final class DeviceLink: Sendable {
         }
     }
 
-    /// Reads until the device goes (returns the cause) or the link stops (returns nil).
-    private func readUntilGone(_ port: SerialPort, _ buffer: UnsafeMutableRawBufferPointer, _ handler: @Sendable (DeviceLinkEvent) -> Void) -> DisconnectCause? {
+    /// Reads until the device goes (returns the cause) or the link stops (returns nil), beating at
+    /// most every `beat`, and early (from half of it) right after a read, so that beats ride on the
+    /// wake-ups that arriving data causes instead of adding their own.
+    private func readUntilGone(_ port: SerialPort, _ buffer: UnsafeMutableRawBufferPointer, beat: Duration?,
+                               _ handler: @Sendable (DeviceLinkEvent) -> Void) -> DisconnectCause? {
+        var nextBeat = ContinuousClock.now
+        func beatIfDue(within slack: Duration) {
+            guard let beat else { return }
+            let now = ContinuousClock.now
+            if nextBeat - now <= slack {
+                handler(.beat)
+                nextBeat = now + beat
+            }
+        }
         while true {
+            beatIfDue(within: .zero)
             do {
-                let n = try port.read(into: buffer, timeout: nil)
-                if n > 0 { handler(.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))) }
+                let n = try port.read(into: buffer, timeout: beat.map { _ in nextBeat - ContinuousClock.now })
+                if n > 0 {
+                    handler(.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n])))
+                    if let beat { beatIfDue(within: beat / 2) }
+                }
             } catch {
                 switch error {
                 case .disconnected(_, let cause): return cause

@@ -104,10 +104,11 @@ struct ITBBridged: AsyncParsableCommand {
         }
         let logger = Logger(label: "itb-bridged")
         let notifier = SystemdNotifier()
+        let descriptorLimit = ProcessLimits.raiseDescriptorLimit()
         logger.notice("itb-bridged \(BridgeRoutes.version) starting", metadata: [
             "socket": "\(configuration.socketPath)", "state_dir": "\(configuration.stateDirectory)",
             "devices": "\(configuration.devices.joined(separator: ","))", "discovery": "\(configuration.discovery)",
-            "systemd_notify": "\(notifier.isEnabled)",
+            "systemd_notify": "\(notifier.isEnabled)", "max_open_files": "\(descriptorLimit.map { "\($0)" } ?? "unknown")",
             "watchdog": "\(notifier.watchdogInterval.map { "\($0)" } ?? "off")",
         ])
         if let problem = notifier.configurationProblem { logger.warning("\(problem)") }

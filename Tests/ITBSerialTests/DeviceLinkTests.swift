@@ -10,15 +10,22 @@ import Glibc
 final class LinkRecorder: Sendable {
     private let events = Mutex<[String]>([])
     private let bytes = Mutex<[UInt8]>([])
+    private let beatTimes = Mutex<[ContinuousClock.Instant]>([])
+    private let dataArrivals = Mutex<[ContinuousClock.Instant]>([])
 
     func handle(_ event: DeviceLinkEvent) {
         switch event {
         case .state(let state): events.withLock { $0.append(state.description) }
-        case .data(let raw): bytes.withLock { $0 += raw }
+        case .data(let raw):
+            dataArrivals.withLock { $0.append(.now) }
+            bytes.withLock { $0 += raw }
+        case .beat: beatTimes.withLock { $0.append(.now) }
         }
     }
 
     var states: [String] { events.withLock { $0 } }
+    var beats: [ContinuousClock.Instant] { beatTimes.withLock { $0 } }
+    var dataTimes: [ContinuousClock.Instant] { dataArrivals.withLock { $0 } }
     var received: [UInt8] { bytes.withLock { $0 } }
 
     /// Waits until `predicate` holds or `timeout` passes.
@@ -77,6 +84,51 @@ struct DeviceLinkTests {
         #expect(await recorder.wait { $0.received == [1, 2, 3, 9] })
         link.stop()
         pty.close()
+    }
+
+    @Test("a connected link beats on its own thread when the line is silent, rides a beat on a read once half the interval has passed, and stops beating when the device goes")
+    func beatsWhileConnected() async throws {
+        let interval = Duration.seconds(2)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("itb-beat-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // Followed through a symlink that is removed on unplug: a closed pty's number is soon
+        // reused by other tests' ptys, which the link must not find again at the same path.
+        let path = directory.appendingPathComponent("programmer").path
+        let pty = try PseudoTerminal()
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: pty.slavePath)
+        let recorder = LinkRecorder()
+        let link = DeviceLink(path: path, backoff: .init(initial: .milliseconds(20), maximum: .milliseconds(100)))
+        link.start(beat: interval) { recorder.handle($0) }
+        defer { link.stop() }
+        #expect(await recorder.wait { $0.states.last == "connected" })
+        // Silent line: one beat at connection, then one per interval, never sooner.
+        #expect(await recorder.wait(timeout: .seconds(10)) { $0.beats.count >= 2 })
+        let silent = recorder.beats
+        for (earlier, later) in zip(silent, silent.dropFirst()) {
+            #expect(later - earlier >= interval - .milliseconds(5), "never sooner than the interval without data")
+        }
+        // Data arriving after half the interval since the last beat brings the next beat forward
+        // to the read (the data's arrival is taken from the recorder, so a slow machine that
+        // oversleeps only makes the check less strict, never wrong).
+        let last = try #require(recorder.beats.last)
+        try await Task.sleep(until: last + interval * 0.6)
+        try pty.write([7])
+        #expect(await recorder.wait { $0.received == [7] })
+        #expect(await recorder.wait(timeout: .seconds(5)) { $0.beats.count > silent.count })
+        let next = try #require(recorder.beats.first { $0 > last })
+        let dataArrived = try #require(recorder.dataTimes.first)
+        #expect(next >= dataArrived)
+        #expect(next - dataArrived < .milliseconds(200) || next - last >= interval - .milliseconds(5),
+                "the beat rode on the read (or, if the data came after the timer, the timer fired on time)")
+        #expect(next - last < interval, "this time the beat came early")
+        // Unplugged: no more beats.
+        pty.close()
+        try FileManager.default.removeItem(atPath: path)
+        #expect(await recorder.wait { $0.states.last?.hasPrefix("disconnected") == true })
+        let afterUnplug = recorder.beats.count
+        try await Task.sleep(for: interval + .milliseconds(500))
+        #expect(recorder.beats.count == afterUnplug)
     }
 
     @Test("a port held by another opener is reported busy, then connected once released")

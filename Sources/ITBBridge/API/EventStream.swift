@@ -11,6 +11,8 @@ enum EventStream {
     static let types: Set<String> = ["device", "status", "reservoir", "alarm", "program", "refill"]
     /// How long a lagged client has to read its `lagged` event before its connection is closed.
     static let laggedGrace: TimeAmount = .seconds(2)
+    /// At most this many queued events are sent in one write.
+    static let maximumBatchEvents = 256
 
     static func response(request: Request, context: BridgeRequestContext, core: BridgeCore) async throws -> Response {
         let query = request.uri.queryParameters
@@ -62,10 +64,26 @@ enum EventStream {
                     }
                     streaming: while true {
                         switch await subscription.next() {
-                        case .event(let event):
-                            guard event.id > lastSent else { continue }
-                            try await writer.write(event.sse)
-                            lastSent = event.id
+                        case .event(let first):
+                            // Whatever else is already queued goes out in the same write: one
+                            // hand-off to the event loop per batch rather than per event, so a
+                            // subscriber that falls behind catches up with fewer, larger writes.
+                            var batch: ByteBuffer?
+                            var next: PublishedEvent? = first
+                            var queued = 0
+                            while let event = next {
+                                if event.id > lastSent {
+                                    if batch == nil {
+                                        batch = event.sse
+                                    } else {
+                                        batch!.writeImmutableBuffer(event.sse)
+                                    }
+                                    lastSent = event.id
+                                }
+                                queued += 1
+                                next = queued < maximumBatchEvents ? subscription.poll() : nil
+                            }
+                            if let batch { try await writer.write(batch) }
                         case .idle:
                             try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                         case .lagged:

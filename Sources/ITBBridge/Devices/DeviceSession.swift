@@ -11,7 +11,8 @@ import Synchronization
 /// session's consumer task, in order, through a bounded hand-off: when the core falls behind, the
 /// link thread waits and the kernel buffers the serial data, so nothing is dropped. The consumer
 /// passes each batch to ``BridgeCore`` and writes the `ACK`s it returns, which the core produces
-/// only after the batch's journal commit. A heartbeat task sends `HOST_HEARTBEAT` while connected.
+/// only after the batch's journal commit. The link thread itself sends `HOST_HEARTBEAT` on the
+/// link's beat while connected, so an idle session costs no timer of its own.
 ///
 /// Read-only towards therapy: the only frames this session ever writes are `ACK` and
 /// `HOST_HEARTBEAT`.
@@ -23,7 +24,6 @@ public final class DeviceSession: Sendable {
     private let logger: Logger
     private let encoder = Mutex(FrameEncoder(firstSequence: 0))
     private let decoder = Mutex(FrameDecoder())
-    private let connected = Atomic<Bool>(false)
     /// Batches handed over but not yet processed; the link thread waits above this.
     private let inFlight = DispatchSemaphore(value: 64)
     private let stopping = Atomic<Bool>(false)
@@ -62,17 +62,18 @@ public final class DeviceSession: Sendable {
         let sessionID = await core.openSession(path: path)
         let (stream, continuation) = AsyncStream.makeStream(of: Item.self)
         let now = core.now
-        link.start { [self] event in
+        let startedAtMs = core.startedAtMs
+        link.start(beat: core.configuration.heartbeatInterval) { [self] event in
             switch event {
             case .state(let state):
                 if case .connected = state {
                     // A new connection: a partial frame and the sequence baseline are the old one's.
                     decoder.withLock { $0.resetStream() }
-                    connected.store(true, ordering: .relaxed)
-                } else {
-                    connected.store(false, ordering: .relaxed)
                 }
                 handOff(.state(state), continuation)
+            case .beat:
+                let uptime = UInt32(clamping: (now() - startedAtMs) / 1000)
+                send(.hostHeartbeat(HostHeartbeat(hostTimeMs: now(), uptimeS: uptime)))
             case .data(let bytes):
                 capture?.record(.deviceToHost, bytes)
                 let receivedAt = now()
@@ -90,28 +91,14 @@ public final class DeviceSession: Sendable {
             }
         }
         await withTaskCancellationHandler {
-            await withDiscardingTaskGroup { group in
-                group.addTask { [self] in
-                    for await item in stream {
-                        inFlight.signal()
-                        switch item {
-                        case .state(let state):
-                            await core.linkChanged(sessionID, to: state)
-                        case .batch(let messages, let counters):
-                            let acks = await core.receive(sessionID, messages, counters: counters)
-                            for ack in acks { send(.ack(Ack(ackedSequence: ack.sequence, alarmID: ack.alarmID, ackedType: .alarm, status: ack.status))) }
-                        }
-                    }
-                }
-                group.addTask { [self] in
-                    let interval = core.configuration.heartbeatInterval
-                    while !Task.isCancelled {
-                        if connected.load(ordering: .relaxed) {
-                            let uptime = UInt32(clamping: (now() - core.startedAtMs) / 1000)
-                            send(.hostHeartbeat(HostHeartbeat(hostTimeMs: now(), uptimeS: uptime)))
-                        }
-                        try? await Task.sleep(for: interval)
-                    }
+            for await item in stream {
+                inFlight.signal()
+                switch item {
+                case .state(let state):
+                    await core.linkChanged(sessionID, to: state)
+                case .batch(let messages, let counters):
+                    let acks = await core.receive(sessionID, messages, counters: counters)
+                    for ack in acks { send(.ack(Ack(ackedSequence: ack.sequence, alarmID: ack.alarmID, ackedType: .alarm, status: ack.status))) }
                 }
             }
         } onCancel: { [self] in

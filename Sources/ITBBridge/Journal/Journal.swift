@@ -1,16 +1,41 @@
 import Foundation
 public import GRDB
+import Synchronization
 
-/// The bridge's durable record: SQLite through GRDB in WAL mode, `synchronous = FULL`, so a
-/// committed transaction survives a crash or a power cut. Everything the API publishes is written
-/// here first and gets its event id from here.
+/// The bridge's durable record: SQLite through GRDB in WAL mode. Everything the API publishes is
+/// written here first and gets its event id from here.
 ///
-/// The journal is the reason an alarm is never lost: the session sends `ACK stored` only after
-/// the transaction holding the alarm has committed (see ``BridgeCore``).
+/// Two durabilities (``Durability``). Alarms, refills, programs, acknowledgements and link
+/// sessions commit with `synchronous = FULL`: the WAL is fsynced before the commit returns, so
+/// they survive a crash or a power cut, and an `ACK stored` never precedes durability (see
+/// ``BridgeCore``). Batches of status and reservoir snapshots only commit with `synchronous =
+/// NORMAL`: written to the WAL (so they survive a crash of the daemon at once) but fsynced by the
+/// next synchronous commit, after ``maximumUnsyncedEvents`` events, or by ``syncDeferred()`` on the
+/// main loop's next pass (at most 5 s later). That keeps the disk's fsync latency out of the live status path.
+/// Event ids published but lost to a power cut are never reused: each start moves the event id
+/// sequence on by ``eventIDGapAtStart``, more than can ever be unsynced.
 public final class Journal: Sendable {
     /// The database file.
     public let path: String
     let pool: DatabasePool
+
+    /// How a commit reaches the disk.
+    public enum Durability: Sendable {
+        /// fsynced before the commit returns (`synchronous = FULL`).
+        case synchronous
+        /// written to the WAL now, fsynced soon after (`synchronous = NORMAL`); for snapshots only.
+        case deferred
+    }
+
+    /// At most this many events are committed without an fsync; the next commit is synchronous.
+    public static let maximumUnsyncedEvents = 256
+    /// How far the event id sequence moves on at each start (greater than ``maximumUnsyncedEvents``).
+    public static let eventIDGapAtStart: Int64 = 1024
+
+    private struct Unsynced {
+        var events = 0
+    }
+    private let unsynced = Mutex(Unsynced())
 
     /// Opens (creating and migrating as needed) `journal.sqlite` in `directory`.
     public init(directory: String) throws(JournalError) {
@@ -30,6 +55,10 @@ public final class Journal: Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: config)
             try JournalSchema.migrator.migrate(pool)
+            try pool.write { db in
+                // Ids a client may have seen before a power cut lost them must not come back.
+                try db.execute(sql: "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'event'", arguments: [Self.eventIDGapAtStart])
+            }
         } catch {
             throw .cannotOpen(path: path, reason: "\(error)")
         }
@@ -37,14 +66,70 @@ public final class Journal: Sendable {
 
     /// Runs `body` in one write transaction. Throws ``JournalError/writeFailed(_:)`` (disk full,
     /// read-only file system, I/O error) with SQLite's reason; nothing of the transaction is kept.
+    ///
+    /// The write is not cancelled with the calling task: what the bridge decided to record (a
+    /// session ending at shutdown, say) is recorded, and a cancellation is never mistaken for a
+    /// failing disk.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
+            pool.asyncWrite(body) { _, result in continuation.resume(returning: result) }
+        }
+        switch result {
+        case .success(let value): return value
+        case .failure(let error as JournalError): throw error
+        case .failure(let error): throw .writeFailed("\(error)")
+        }
+    }
+
+    /// Runs `body` in one write transaction with the given durability: a `.deferred` commit
+    /// becomes synchronous once ``maximumUnsyncedEvents`` events are waiting for an fsync.
+    /// `events` is how many events the transaction stores.
+    func write<T: Sendable>(_ durability: Durability, events: Int, _ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
+        let deferred = durability == .deferred && unsynced.withLock { $0.events + events <= Self.maximumUnsyncedEvents }
+        guard deferred else {
+            let result = try await write(body)
+            unsynced.withLock { $0 = Unsynced() }
+            return result
+        }
+        let result = try writeDeferredNow(body)
+        unsynced.withLock { $0.events += events }
+        return result
+    }
+
+    /// A deferred commit, on the calling thread: it does not wait for the disk (no fsync), so it
+    /// takes well under a millisecond, less than handing it to GRDB's writer thread and back, and
+    /// it is on the live status path. (Synchronous commits wait for an fsync, so they go through
+    /// GRDB's async API and never block the caller's thread.)
+    private func writeDeferredNow<T>(_ body: (Database) throws -> T) throws(JournalError) -> T {
         do {
-            return try await pool.write(body)
-        } catch let error as JournalError {
-            throw error
+            return try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+                var value: T?
+                try db.inTransaction {
+                    value = try body(db)
+                    return .commit
+                }
+                return value!
+            }
         } catch {
             throw .writeFailed("\(error)")
         }
+    }
+
+    /// How many committed events wait for an fsync now.
+    var unsyncedEvents: Int { unsynced.withLock { $0.events } }
+
+    /// Makes the deferred commits durable, if there are any (a WAL checkpoint fsyncs the WAL
+    /// first). The daemon's main loop calls it on each pass, at most 5 s apart.
+    public func syncDeferred() async throws(JournalError) {
+        guard unsynced.withLock({ $0.events > 0 }) else { return }
+        do {
+            try await pool.writeWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+        } catch {
+            throw .writeFailed("\(error)")
+        }
+        unsynced.withLock { $0 = Unsynced() }
     }
 
     /// Runs `body` on a read-only snapshot.

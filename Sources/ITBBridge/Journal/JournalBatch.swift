@@ -51,10 +51,12 @@ enum JournalOpResult: Sendable {
 }
 
 extension Journal {
-    /// Commits `ops` as one transaction (synchronous, durable) and returns each op's result in
-    /// order. Either everything is stored or nothing is.
+    /// Commits `ops` as one transaction and returns each op's result in order. Either everything
+    /// is stored or nothing is. Batches of snapshots only (``JournalOp/history(device:kind:deviceTimeMs:data:)``) commit
+    /// with ``Durability/deferred``; any other op makes the whole batch synchronous.
     func commit(_ ops: [JournalOp], nowMs: Int64) async throws(JournalError) -> [JournalOpResult] {
-        try await write { db in
+        let snapshotsOnly = ops.allSatisfy { if case .history = $0 { true } else { false } }
+        return try await write(snapshotsOnly ? .deferred : .synchronous, events: ops.count) { db in
             try ops.map { op in try db.apply(op, nowMs: nowMs) }
         }
     }
