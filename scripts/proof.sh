@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The proof run (issue 8): every performance figure and every fault test at full size, in one
+# command, against release builds. Its report is what BENCHMARKS.md records.
+#
+#   scripts/proof.sh                  # everything, full size (about 25 minutes on 2 cores)
+#   PROOF_BENCH_FLAGS=--quick scripts/proof.sh   # the same, small (a smoke run, ~5 minutes)
+#
+# 1. builds itb-bridged and itbctl in release, and the live benchmark (Benchmarks/ package);
+# 2. runs `itb-live-bench` against the release daemon: start-up, latency, idle footprint,
+#    fan-out to 1,000 subscribers, full-speed throughput, offline decode;
+# 3. runs the fault suite (Tests/ITBBridgeTests/Faults) with ITB_PROOF_SCALE=full against the
+#    same release daemon: SIGKILL x50, replug x200, line noise over 10^6 frames, API abuse, disk
+#    faults, permissions;
+# 4. runs schemathesis against the OpenAPI document at full size (scripts/schemathesis.sh);
+# 5. writes every `FIGURE` line, with the machine and the date, to .proof/report.txt and prints it.
+# Exits non-zero if any step fails; the report then says which.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+. scripts/lib.sh
+ensure_packages "${PROJECT_PACKAGES[@]}"
+
+out="$root/.proof"
+rm -rf "$out"
+mkdir -p "$out"
+failed=()
+
+echo "== release builds"
+swift build -c release --product itb-bridged
+swift build -c release --product itbctl
+swift build -c release --package-path Benchmarks --product itb-live-bench
+bin="$(swift build -c release --show-bin-path)"
+bench="$(swift build -c release --package-path Benchmarks --show-bin-path)/itb-live-bench"
+
+echo "== performance: itb-live-bench ${PROOF_BENCH_FLAGS:-}"
+# shellcheck disable=SC2086 # the flags are words on purpose
+"$bench" --daemon "$bin/itb-bridged" ${PROOF_BENCH_FLAGS:-} 2>&1 | tee "$out/bench.log" || failed+=("itb-live-bench")
+
+echo "== faults: the fault suite at full size against the release daemon"
+# The suites in Tests/ITBBridgeTests/Faults/, one at a time (--no-parallel): their figures are
+# then not disturbed by one another.
+fault_suites="KillDuringAlarmBurstTests|ReplugTests|LineNoiseTests|APIAbuseTests|DiskFaultTests|PermissionTests"
+scale=full
+[ "${PROOF_BENCH_FLAGS:-}" = "--quick" ] && scale=short
+swift build --build-tests
+ITB_PROOF_SCALE=$scale ITB_DAEMON="$bin/itb-bridged" \
+    swift test --skip-build --no-parallel --filter "$fault_suites" 2>&1 | tee "$out/faults.log" || failed+=("fault suite")
+
+echo "== faults: schemathesis against the OpenAPI document"
+ITB_PROOF_SCALE=$scale ITB_DAEMON="$bin/itb-bridged" bash scripts/schemathesis.sh 2>&1 | tee "$out/schemathesis.log" \
+    || failed+=("schemathesis")
+
+{
+    echo "# itb-bridge proof run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (uncommitted changes)')"
+    echo "# machine: $(nproc) x $(uname -m) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(swift --version 2>/dev/null | head -1)"
+    echo "# command: scripts/proof.sh ${PROOF_BENCH_FLAGS:-}"
+    grep -h "^FIGURE " "$out/bench.log" "$out/faults.log" "$out/schemathesis.log" || true
+    if [ ${#failed[@]} -gt 0 ]; then echo "# FAILED: ${failed[*]}"; fi
+} > "$out/report.txt"
+echo
+echo "== report (.proof/report.txt)"
+cat "$out/report.txt"
+[ ${#failed[@]} -eq 0 ]
