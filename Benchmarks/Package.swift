@@ -27,12 +27,17 @@ let package = Package(
                 .product(name: "ITBSerial", package: "itb-bridge"),
                 .product(name: "ITBSimulator", package: "itb-bridge"),
                 .product(name: "ITBClient", package: "itb-bridge"),
+                .product(name: "ITBCapture", package: "itb-bridge"),
+                "CLiveBench",
             ],
             path: "Benchmarks/LiveBenchmarks",
-            // Swift 5 mode: a single-file measurement script whose top-level buffers are shared
-            // with one reader thread on purpose; the product itself is Swift 6 throughout.
+            // Swift 5 mode: a measurement tool whose buffers are shared with its reader threads
+            // on purpose (raw pointers, one writer per slot); the product itself is Swift 6.
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        // <sys/epoll.h> and FIONREAD for itb-live-bench's SSE subscribers (the Glibc module has
+        // neither epoll nor a callable ioctl).
+        .target(name: "CLiveBench", path: "Benchmarks/CLiveBench"),
         .executableTarget(
             name: "DecodeBenchmarks",
             dependencies: [

@@ -1,225 +1,182 @@
 // Live benchmarks of the running daemon (issue: proof under load). A plain executable, not an
-// ordo-one benchmark: it drives a real itb-bridged process through a real pty and reads its real
-// Unix socket, and prints the figures for BENCHMARKS.md.
+// ordo-one benchmark: it drives real itb-bridged processes through real ptys and reads their real
+// Unix sockets, and prints the figures for BENCHMARKS.md.
 //
 //   swift build -c release --product itb-bridged
+//   swift build -c release --product itbctl          # for the offline part of `throughput`
 //   swift run -c release --package-path Benchmarks itb-live-bench --daemon .build/release/itb-bridged
 //
-// Measured here: (1) latency from the last byte of a frame written to the pty master to the
-// matching SSE event read by a subscriber; (4) idle footprint; (5) start-up time to READY=1.
+// Sections, in the order they run (each prints readable lines and one `FIGURE perf.<section>:`
+// line; `--only` picks some):
+//   startup     (5) exec → READY=1                                            Startup.swift
+//   latency     (1) pty write → matching SSE event, one subscriber            Latency.swift
+//   idle        (4) footprint with one programmer at 1 Hz                     Idle.swift
+//   fanout      (2) N SSE subscribers × one device at 100 events/s            FanOut.swift, SSEClientPool.swift
+//   throughput  (3) a stream replayed at full speed through a pty; then       Throughput.swift
+//                   `itbctl decode` on a capture of the same frames (offline_decode)
+// Daemon problems (a crash, lost events, cut-off subscribers, HTTP errors) are printed as
+// `PROBLEM:` lines, repeated in the summary, and make the exit status 1.
 import Foundation
-import ITBClient
-import ITBProtocol
-import ITBSerial
-import ITBSimulator
 #if canImport(Glibc)
 import Glibc
 #endif
 
-func monotonicNs() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-    guard !sorted.isEmpty else { return .nan }
-    let index = min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)
-    return sorted[max(0, index)]
-}
-
-func fmt(_ value: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", value) }
-
-/// /proc/PID/status fields.
-func procStatus(_ pid: Int32) -> [String: String] {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return [:] }
-    var out: [String: String] = [:]
-    for line in text.split(separator: "\n") {
-        let parts = line.split(separator: ":", maxSplits: 1)
-        if parts.count == 2 { out[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
-    }
-    return out
-}
-
-/// utime + stime of a process, in clock ticks.
-func cpuTicks(_ pid: Int32) -> Double {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = text.lastIndex(of: ")") else { return 0 }
-    let fields = text[text.index(after: close)...].split(separator: " ")
-    return (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
-}
+let usage = """
+    usage: itb-live-bench [--daemon PATH] [--itbctl PATH] [--quick] [--only SECTION[,SECTION…]]
+                          [--startups N] [--frames N] [--idle-seconds S]
+                          [--fanout-subscribers N] [--fanout-seconds S] [--fanout-rate R] [--fanout-threads 1|2]
+                          [--fanout-buffer-events N]
+                          [--throughput-frames N]
+      sections: startup, latency, idle, fanout, throughput (default: all)
+      --quick   small sizes for a CI smoke test: 3 startups, 1,000 latency frames, 3 s idle,
+                50 subscribers × 5 s, 20,000 throughput frames (flags given explicitly still win)
+      --fanout-buffer-events N   start the fan-out daemon with subscriber_buffer_events = N (≥ 16;
+                default: the daemon's own, 4096), to reproduce lagged cut-offs
+      defaults: 10 startups, 10,000 latency frames at 100/s, 10 s idle, 1,000 subscribers × 60 s
+                at 100 events/s read by 1 bench thread, 200,000 throughput frames
+    """
 
 struct Options {
     var daemon = ".build/release/itb-bridged"
+    var itbctl: String?
+    var startups = 10
     var latencyFrames = 10_000
     var rate = 100.0
     var idleSeconds = 10.0
-    var startups = 10
+    var fanout = FanOutOptions()
+    var throughputFrames = 200_000
+    var sections: Set<String> = ["startup", "latency", "idle", "fanout", "throughput"]
 }
 
+let allSections = ["startup", "latency", "idle", "fanout", "throughput"]
 var options = Options()
+var explicit: [(inout Options) -> Void] = []
+var quick = false
 var arguments = CommandLine.arguments.dropFirst()
+func value(_ flag: String) -> String {
+    guard let text = arguments.popFirst() else {
+        FileHandle.standardError.write(Data("itb-live-bench: \(flag) needs a value\n\(usage)\n".utf8))
+        exit(2)
+    }
+    return text
+}
+func number<T: LosslessStringConvertible>(_ flag: String) -> T {
+    let text = value(flag)
+    guard let n = T(text) else {
+        FileHandle.standardError.write(Data("itb-live-bench: \(flag): not a number: \(text)\n".utf8))
+        exit(2)
+    }
+    return n
+}
 while let argument = arguments.popFirst() {
     switch argument {
-    case "--daemon": options.daemon = arguments.popFirst() ?? options.daemon
-    case "--frames": options.latencyFrames = Int(arguments.popFirst() ?? "") ?? options.latencyFrames
-    case "--idle-seconds": options.idleSeconds = Double(arguments.popFirst() ?? "") ?? options.idleSeconds
-    case "--startups": options.startups = Int(arguments.popFirst() ?? "") ?? options.startups
+    case "--daemon": options.daemon = value(argument)
+    case "--itbctl": options.itbctl = value(argument)
+    case "--quick": quick = true
+    case "--only":
+        let list = value(argument).split(separator: ",").map { String($0) }
+        let unknown = list.filter { !allSections.contains($0) }
+        guard unknown.isEmpty, !list.isEmpty else {
+            FileHandle.standardError.write(Data("itb-live-bench: --only: unknown section \(unknown.joined(separator: ", "))\n\(usage)\n".utf8))
+            exit(2)
+        }
+        options.sections = Set(list)
+    case "--startups": let n: Int = number(argument); explicit.append { $0.startups = n }
+    case "--frames": let n: Int = number(argument); explicit.append { $0.latencyFrames = n }
+    case "--idle-seconds": let s: Double = number(argument); explicit.append { $0.idleSeconds = s }
+    case "--fanout-subscribers": let n: Int = number(argument); explicit.append { $0.fanout.subscribers = n }
+    case "--fanout-seconds": let s: Double = number(argument); explicit.append { $0.fanout.seconds = s }
+    case "--fanout-rate": let r: Double = number(argument); explicit.append { $0.fanout.rate = r }
+    case "--fanout-threads": let n: Int = number(argument); explicit.append { $0.fanout.clientThreads = n }
+    case "--fanout-buffer-events": let n: Int = number(argument); explicit.append { $0.fanout.bufferEvents = n }
+    case "--throughput-frames": let n: Int = number(argument); explicit.append { $0.throughputFrames = n }
+    case "-h", "--help":
+        print(usage)
+        exit(0)
     default:
-        FileHandle.standardError.write(Data("usage: itb-live-bench [--daemon PATH] [--frames N] [--idle-seconds S] [--startups N]\n".utf8))
+        FileHandle.standardError.write(Data("itb-live-bench: unknown argument \(argument)\n\(usage)\n".utf8))
         exit(2)
     }
 }
+if quick {
+    options.startups = 3
+    options.latencyFrames = 1000
+    options.idleSeconds = 3
+    options.fanout.subscribers = 50
+    options.fanout.seconds = 5
+    options.throughputFrames = 20_000
+}
+for apply in explicit { apply(&options) }
+let sizes: [(String, Double)] = [
+    ("--startups", Double(options.startups)), ("--frames", Double(options.latencyFrames)), ("--idle-seconds", options.idleSeconds),
+    ("--fanout-subscribers", Double(options.fanout.subscribers)), ("--fanout-seconds", options.fanout.seconds),
+    ("--fanout-rate", options.fanout.rate), ("--fanout-threads", Double(options.fanout.clientThreads)),
+    ("--throughput-frames", Double(options.throughputFrames)),
+]
+for (flag, size) in sizes where !(size > 0) {
+    FileHandle.standardError.write(Data("itb-live-bench: \(flag) must be positive\n".utf8))
+    exit(2)
+}
+if let buffer = options.fanout.bufferEvents, buffer < 16 {
+    FileHandle.standardError.write(Data("itb-live-bench: --fanout-buffer-events must be at least 16 (the daemon's minimum)\n".utf8))
+    exit(2)
+}
+Report.scale = quick ? "quick" : (explicit.isEmpty ? "full" : "custom")
 
 let work = FileManager.default.temporaryDirectory.appendingPathComponent("itb-live-\(getpid())").path
 try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-defer { try? FileManager.default.removeItem(atPath: work) }
+let itbctl = options.itbctl ?? URL(fileURLWithPath: options.daemon).deletingLastPathComponent().appendingPathComponent("itbctl").path
+let context = BenchContext(daemonPath: options.daemon, itbctlPath: itbctl, work: work)
+guard FileManager.default.isExecutableFile(atPath: options.daemon) else {
+    FileHandle.standardError.write(Data("itb-live-bench: no daemon at \(options.daemon) (swift build -c release --product itb-bridged)\n".utf8))
+    exit(2)
+}
 
-/// Starts the daemon with a notify socket; returns the process and the exec → READY=1 time.
-func startDaemon(device: String?, name: String) throws -> (Process, Double) {
-    let directory = work + "/" + name
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let notifyPath = directory + "/notify"
-    let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        let bytes = Array(notifyPath.utf8)
-        raw.copyBytes(from: bytes)
-        raw[bytes.count] = 0
+// The fan-out section holds one socket per subscriber.
+let ownLimit = raiseOwnOpenFileLimit()
+print("# itb-live-bench on \(ProcessInfo.processInfo.processorCount) CPUs (load average \(loadAverage())), \(Date()); daemon \(options.daemon); scale \(Report.scale); sections \(allSections.filter(options.sections.contains).joined(separator: ","))")
+print("# bench RLIMIT_NOFILE soft limit \(ownLimit.before) → \(ownLimit.after)")
+let benchStart = monotonicNs()
+var timings: [String] = []
+
+func section(_ name: String, _ body: () throws -> Void) {
+    guard options.sections.contains(name) else { return }
+    let start = monotonicNs()
+    do {
+        try body()
+    } catch {
+        Report.problem("\(name): the section failed: \(error)")
     }
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-    defer { close(fd) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: options.daemon)
-    var args = ["--no-discovery", "--socket", directory + "/api.sock", "--state-dir", directory + "/state", "--log-level", "warning"]
-    if let device { args += ["--device", device] }
-    process.arguments = args
-    var environment = ProcessInfo.processInfo.environment
-    environment["NOTIFY_SOCKET"] = notifyPath
-    process.environment = environment
-    process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-    let started = monotonicNs()
-    try process.run()
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, 10_000) > 0 else { throw NSError(domain: "itb-live-bench", code: 1, userInfo: [NSLocalizedDescriptionKey: "no READY=1 within 10 s"]) }
-        let n = recv(fd, &buffer, buffer.count, 0)
-        if n > 0, String(decoding: buffer[0..<n], as: UTF8.self).contains("READY=1") { break }
+    timings.append("\(name) \(fmt(Double(monotonicNs() - start) / 1e9, 1)) s")
+}
+
+section("startup") { try runStartup(context, count: options.startups) }
+
+// Latency and idle share one daemon following one programmer, as they always have.
+if !options.sections.isDisjoint(with: ["latency", "idle"]) {
+    do {
+        let (programmer, daemon) = try startIdentifiedDaemon(context, serial: "PGM-BENCH", name: "live")
+        section("latency") { try runLatency(programmer, daemon, frames: options.latencyFrames, rate: options.rate) }
+        section("idle") { try runIdle(programmer, daemon, seconds: options.idleSeconds) }
+        daemon.stop()
+    } catch {
+        Report.problem("latency/idle: cannot start the daemon with a programmer: \(error)")
     }
-    return (process, Double(monotonicNs() - started) / 1e6)
 }
 
-func stop(_ process: Process) {
-    kill(process.processIdentifier, SIGTERM)
-    process.waitUntilExit()
-}
+section("fanout") { try runFanOut(context, options.fanout) }
+section("throughput") { try runThroughput(context, frames: options.throughputFrames) }
 
-print("# itb-live-bench on \(ProcessInfo.processInfo.processorCount) CPUs, \(Date())")
-
-// (5) Start-up to READY=1.
-var startups: [Double] = []
-for i in 0..<options.startups {
-    let (process, ms) = try startDaemon(device: nil, name: "startup\(i)")
-    startups.append(ms)
-    stop(process)
+print("# sections: \(timings.joined(separator: ", ")); load average now \(loadAverage()); total \(fmt(Double(monotonicNs() - benchStart) / 1e9, 1)) s")
+if !Report.notes.isEmpty {
+    print("# notes:")
+    for note in Report.notes { print("#   \(note)") }
 }
-startups.sort()
-print("startup_to_ready_ms: n=\(startups.count) p50=\(fmt(percentile(startups, 50), 1)) max=\(fmt(startups.last ?? .nan, 1))")
-
-// (1) Latency and (4) idle footprint with one connected programmer.
-let programmer = try ProgrammerEndpoint(info: ProgrammerInfo(bootID: 9, firmwareVersion: 0x020401, protocolMinor: 0,
-                                                             programmerSerial: "PGM-BENCH", hardwareModel: "ITB-CP 8840"))
-let (daemon, _) = try startDaemon(device: programmer.pty.slavePath, name: "live")
-defer { stop(daemon) }
-let client = UnixHTTPClient(socketPath: work + "/live/api.sock")
-// Identify the programmer.
-let identifyDeadline = ContinuousClock.now + .seconds(10)
-while ContinuousClock.now < identifyDeadline {
-    try programmer.service(timeout: .milliseconds(20))
-    if let r = try? client.get("/v1/devices/PGM-BENCH"), r.status == 200 { break }
+if Report.problems.isEmpty {
+    print("# no problems found")
+    try? FileManager.default.removeItem(atPath: work)
+} else {
+    print("# \(Report.problems.count) problem(s); scratch directory with the daemons' logs kept: \(work)")
+    for problem in Report.problems { print("#   \(problem.split(separator: "\n").first ?? "")") }
+    exit(1)
 }
-
-// Latency: each frame is a PUMP_STATUS whose alarm mask carries its index, so each one changes
-// the status and becomes one `status` event; the subscriber matches events to send times.
-let stream = try client.events("/v1/events?types=status")
-let sendTimes = UnsafeMutablePointer<UInt64>.allocate(capacity: options.latencyFrames)
-sendTimes.initialize(repeating: 0, count: options.latencyFrames)
-let receiveTimes = UnsafeMutablePointer<UInt64>.allocate(capacity: options.latencyFrames)
-receiveTimes.initialize(repeating: 0, count: options.latencyFrames)
-let total = options.latencyFrames
-let readerDone = DispatchSemaphore(value: 0)
-Thread {
-    var seen = 0
-    while seen < total, let event = try? stream.next(timeout: .seconds(15)) {
-        let now = monotonicNs()
-        guard let range = event.data.range(of: "\"active_alarm_mask\":") else { continue }
-        let digits = event.data[range.upperBound...].prefix { $0.isNumber }
-        if let index = Int(digits), index >= 1, index <= total {
-            receiveTimes[index - 1] = now
-            seen += 1
-        }
-    }
-    readerDone.signal()
-}.start()
-var encoder = FrameEncoder(firstSequence: 1_000_000)
-let interval = UInt64(1e9 / options.rate)
-let firstSend = monotonicNs()
-for i in 1...total {
-    let due = firstSend + UInt64(i) * interval
-    while monotonicNs() < due { usleep(100) }
-    let frame = encoder.encode(.pumpStatus(PumpStatus(deviceTimeMs: Int64(Date().timeIntervalSince1970 * 1000), dailyDoseUgX10: 4000,
-                                                      concentrationUgPerML: 2000, activeAlarmMask: UInt32(i), pumpState: .infusing,
-                                                      dosingMode: .simpleContinuous, linkQualityPct: 90)))
-    // Stamped just before the write: the event can reach the subscriber before the write call
-    // even returns. The figure therefore also includes the write itself (conservative).
-    sendTimes[i - 1] = monotonicNs()
-    try programmer.sendRaw(frame)
-    if i % 50 == 0 { try programmer.service(timeout: .zero) }
-}
-_ = readerDone.wait(timeout: .now() + 20)
-var latencies: [Double] = []
-var lost = 0
-for i in 0..<total {
-    if receiveTimes[i] == 0 { lost += 1 } else { latencies.append(Double(receiveTimes[i] &- sendTimes[i]) / 1e6) }
-}
-latencies.sort()
-print("latency_ms: frames=\(total) rate=\(options.rate)/s received=\(latencies.count) lost=\(lost) p50=\(fmt(percentile(latencies, 50))) p99=\(fmt(percentile(latencies, 99))) p99.9=\(fmt(percentile(latencies, 99.9))) max=\(fmt(latencies.last ?? .nan))")
-stream.close()
-
-// Idle footprint: 1 Hz telemetry (status, reservoir, heartbeat), measured over idleSeconds.
-let pid = daemon.processIdentifier
-/// Context switches of every thread of the daemon (/proc/PID/status counts only the main one).
-func switches() -> Double {
-    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-    var total = 0.0
-    for task in tasks {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8) else { continue }
-        for line in text.split(separator: "\n") where line.hasPrefix("voluntary_ctxt_switches") || line.hasPrefix("nonvoluntary_ctxt_switches") {
-            total += Double(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
-        }
-    }
-    return total
-}
-// Settle first.
-for _ in 0..<3 { try programmer.heartbeat(uptimeS: 1); try programmer.service(timeout: .seconds(1)) }
-let ticks0 = cpuTicks(pid)
-let switches0 = switches()
-let idleStart = monotonicNs()
-var second = 0
-while Double(monotonicNs() - idleStart) / 1e9 < options.idleSeconds {
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
-    try programmer.send(.pumpStatus(PumpStatus(deviceTimeMs: now, dailyDoseUgX10: 4000, concentrationUgPerML: 2000, activeAlarmMask: 0,
-                                               pumpState: .infusing, dosingMode: .simpleContinuous, linkQualityPct: 90)))
-    try programmer.send(.reservoir(Reservoir(deviceTimeMs: now, lastRefillTimeMs: now - 86_400_000, volumeULX10: 300_000, capacityUL: 40_000,
-                                             lowReservoirThresholdUL: 2000, deliveredSinceRefillULX10: 0, volumeSource: .calculated)))
-    try programmer.heartbeat(uptimeS: UInt32(second))
-    second += 1
-    try programmer.service(timeout: .seconds(1))
-}
-let elapsed = Double(monotonicNs() - idleStart) / 1e9
-let cpuPercent = (cpuTicks(pid) - ticks0) / Double(sysconf(Int32(_SC_CLK_TCK))) / elapsed * 100
-let wakeups = (switches() - switches0) / elapsed
-let status = procStatus(pid)
-print("idle: seconds=\(fmt(elapsed, 1)) rss=\(status["VmRSS"] ?? "?") cpu_percent=\(fmt(cpuPercent, 2)) context_switches_per_s=\(fmt(wakeups, 1)) threads=\(status["Threads"] ?? "?")")
