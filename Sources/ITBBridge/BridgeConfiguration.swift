@@ -43,7 +43,8 @@ public struct BridgeConfiguration: Sendable, Hashable {
     public var clockDriftBound: Duration = .seconds(300)
     /// Journal retention in days.
     public var retentionDays: Int = 400
-    /// Events a live subscriber may have queued before it is cut off with `lagged`.
+    /// Events a live subscriber may fall behind, beyond what its socket's buffers hold, before it
+    /// is cut off with `lagged`.
     public var subscriberBufferEvents: Int = 4096
     /// Largest request body accepted, bytes.
     public var maxRequestBodyBytes: Int = 16 << 10

@@ -148,24 +148,27 @@ struct Ticker: Service {
 
     func run() async throws {
         await withGracefulShutdownHandler {
-            var lastPrune = ContinuousClock.now
-            while !Task.isCancelledOrShuttingDown {
-                let nextStaleMs = await core.tick()
-                do {
-                    try await core.journal.syncDeferred()
-                } catch {
-                    logger.error("journal: cannot sync deferred snapshot commits", metadata: ["error": "\(error)"])
+            // Cancelled as soon as graceful shutdown begins, which also ends the loop's sleep.
+            try? await cancelWhenGracefulShutdown {
+                var lastPrune = ContinuousClock.now
+                while !Task.isCancelled {
+                    let nextStaleMs = await core.tick()
+                    do {
+                        try await core.journal.syncDeferred()
+                    } catch {
+                        logger.error("journal: cannot sync deferred snapshot commits", metadata: ["error": "\(error)"])
+                    }
+                    core.hub.nudgeIdle(after: .seconds(15))
+                    onStatus(await core.daemonStatus())
+                    onTick()
+                    if ContinuousClock.now - lastPrune > .seconds(86_400) {
+                        lastPrune = ContinuousClock.now
+                        _ = try? await core.journal.prune(olderThanDays: configuration.retentionDays, nowMs: core.now())
+                    }
+                    var sleep = min(interval, configuration.staleAfter)
+                    if let nextStaleMs { sleep = min(sleep, .milliseconds(max(1, nextStaleMs - core.now()))) }
+                    try await Task.sleep(for: sleep)
                 }
-                core.hub.nudgeIdle(after: .seconds(15))
-                onStatus(await core.daemonStatus())
-                onTick()
-                if ContinuousClock.now - lastPrune > .seconds(86_400) {
-                    lastPrune = ContinuousClock.now
-                    _ = try? await core.journal.prune(olderThanDays: configuration.retentionDays, nowMs: core.now())
-                }
-                var sleep = min(interval, configuration.staleAfter)
-                if let nextStaleMs { sleep = min(sleep, .milliseconds(max(1, nextStaleMs - core.now()))) }
-                try? await Task.sleep(for: sleep)
             }
         } onGracefulShutdown: {
             onStopping()
@@ -174,9 +177,4 @@ struct Ticker: Service {
         // stream, or the HTTP server would wait for them forever.
         core.hub.close()
     }
-}
-
-extension Task where Success == Never, Failure == Never {
-    /// True when the task is cancelled or the service group is shutting down gracefully.
-    static var isCancelledOrShuttingDown: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
 }

@@ -1,4 +1,7 @@
+import Foundation
 import ITBBridge
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -263,4 +266,74 @@ private enum EventHubTestOutcome: Sendable {
 private final class EventHubTestBox<Value: Sendable>: Sendable {
     let value: Mutex<Value>
     init(_ initial: Value) { value = Mutex(initial) }
+}
+
+/// A sink that records what the hub delivers to it, on its event loop.
+final class RecordingSink: EventSink, @unchecked Sendable {
+    // @unchecked: `ids` and `finished` are only touched on `eventLoop` (and read under the lock).
+    let eventLoop: any EventLoop
+    private let state = Mutex<(ids: [Int64], finished: Bool)>(([], false))
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    func deliver(_ event: PublishedEvent) {
+        eventLoop.preconditionInEventLoop()
+        state.withLock { $0.ids.append(event.id) }
+    }
+    func keepAlive(ifIdleSince cutoff: NIODeadline) {}
+    func finish() { state.withLock { $0.finished = true } }
+    var ids: [Int64] { state.withLock { $0.ids } }
+    var finished: Bool { state.withLock { $0.finished } }
+}
+
+@Suite("Event hub: subscribers attached to an event loop")
+struct EventHubAttachTests {
+    private func event(_ id: Int64, device: String = "PGM-1") -> PublishedEvent {
+        PublishedEvent(StoredEvent(id: id, timeMs: 1_750_000_000_000 + id, device: device, type: "status", data: "{\"n\":\(id)}"))
+    }
+
+    @Test("attaching while events are being published loses none and repeats none: the queued ones come first, then every later one on the sink's loop, in order")
+    func attachDuringPublishing() async throws {
+        let hub = EventHub(capacity: 100_000)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let subscription = hub.subscribe(EventFilter(device: "PGM-1"))
+        let sink = RecordingSink(eventLoop: loop)
+        let total: Int64 = 20_000
+        for id in 1...10 { hub.publish(event(Int64(id))) }
+        let publisher = Thread {
+            for id in 11...total {
+                hub.publish(self.event(id))
+                if id % 3 == 0 { hub.publish(self.event(id, device: "PGM-OTHER")) }  // filtered out, with ids reused on purpose
+            }
+        }
+        publisher.start()
+        try await Task.sleep(for: .milliseconds(1))
+        let attached = try await loop.submit { () -> Bool in
+            guard let queued = hub.attach(subscription, to: sink) else { return false }
+            for event in queued { sink.deliver(event) }
+            return true
+        }.get()
+        #expect(attached)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while sink.ids.count < Int(total), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(sink.ids == Array(1...total), "every event once, in order (\(sink.ids.count) received)")
+        #expect(hub.subscriberCount == 1)
+        hub.close()
+        try await loop.submit {}.get()
+        #expect(sink.finished, "closing the hub ends attached streams")
+    }
+
+    @Test("a subscription that lagged or was cancelled cannot be attached")
+    func endedSubscriptionsDoNotAttach() async throws {
+        let hub = EventHub(capacity: 16)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let lagged = hub.subscribe(EventFilter())
+        for id in 1...17 { hub.publish(event(Int64(id))) }
+        let cancelled = hub.subscribe(EventFilter())
+        cancelled.cancel()
+        let results = try await loop.submit {
+            (hub.attach(lagged, to: RecordingSink(eventLoop: loop)), hub.attach(cancelled, to: RecordingSink(eventLoop: loop)))
+        }.get()
+        #expect(results.0 == nil)
+        #expect(results.1 == nil)
+        #expect(hub.subscriberCount == 0)
+    }
 }

@@ -103,7 +103,8 @@ struct SystemdNotifyProcessTests {
         let earlier = atReady.before + statusLines
         #expect(earlier.contains { $0.hasPrefix("STATUS=no programmer connected") }, "status lines: \(earlier)")
 
-        // SIGTERM: STOPPING=1, then a clean exit.
+        // SIGTERM: STOPPING=1, then a clean exit, without waiting out the main loop's sleep.
+        let signalled = ContinuousClock.now
         kill(daemon.process.processIdentifier, SIGTERM)
         let stopping = try await blocking { () -> String? in
             let deadline = ContinuousClock.now + .seconds(15)
@@ -119,6 +120,7 @@ struct SystemdNotifyProcessTests {
         let process = daemon.process
         try await blocking { process.waitUntilExit() }
         exited = true
+        #expect(ContinuousClock.now - signalled < .seconds(3), "the daemon stops promptly (systemd's stop timeout is not a wait to use up)")
         #expect(process.terminationReason == .exit && process.terminationStatus == 0,
                 "exit 0 after SIGTERM (reason \(process.terminationReason.rawValue), status \(process.terminationStatus))")
         #expect(access(socketPath, F_OK) != 0, "the API socket is removed on shutdown")
@@ -137,6 +139,21 @@ struct SystemdNotifierTests {
         #expect(try notifier.watchdogTick() == false)
         try notifier.stopping()
         #expect(notifier.recommendedTickInterval == .seconds(5))
+    }
+
+    @Test("without a watchdog the main loop sleeps up to 5 s, yet SIGTERM stops the daemon at once")
+    func promptStopWithoutWatchdog() async throws {
+        let directory = try ScratchDirectory("prompt-stop")
+        defer { directory.remove() }
+        let socketPath = directory.path + "/api.sock"
+        let daemon = try DaemonProcess(arguments: ["--no-discovery", "--socket", socketPath, "--state-dir", directory.path + "/state"],
+                                       socketPath: socketPath, log: directory.path + "/daemon.log")
+        try await daemon.waitReady()
+        try await Task.sleep(for: .milliseconds(300))  // the loop is now in its long sleep
+        let signalled = ContinuousClock.now
+        try await blocking { daemon.terminate() }
+        #expect(ContinuousClock.now - signalled < .seconds(3), "stopped \(ContinuousClock.now - signalled) after SIGTERM")
+        #expect(daemon.process.terminationReason == .exit && daemon.process.terminationStatus == 0)
     }
 
     @Test("an absolute path: READY=1 with STATUS, STOPPING=1, status lines only when they change")

@@ -240,7 +240,8 @@ struct WatchCommandTests {
 
     @Test("watch reports a lagged disconnect as a warning on stderr and resumes, so every event is still printed once, in order")
     func watchResumesAfterBeingLagged() async throws {
-        // A two-event queue per subscriber: a burst of statuses outruns any reader.
+        // A two-event allowance per subscriber, and a watch that is stopped (SIGSTOP) during a burst
+        // larger than its socket's buffers: the daemon must cut it off.
         let daemon = try await TestDaemon(name: "watch-lagged") { $0.subscriberBufferEvents = 2 }
         var watch: WatchProcess?
         do {
@@ -248,7 +249,8 @@ struct WatchCommandTests {
             let process = try WatchProcess(["--json", "--types", "status", "--socket", daemon.socketPath], directory: daemon.directory.path)
             watch = process
             _ = try await daemon.waitFor("/v1/health") { ($0["subscribers"] as? Int) == 1 }
-            let total = 300
+            let total = 3000
+            kill(process.process.processIdentifier, SIGSTOP)
             try await daemon.withProgrammer { p in
                 for i in 0..<total {
                     // Each status differs (the alarm mask), so each becomes an event.
@@ -257,7 +259,12 @@ struct WatchCommandTests {
                                                       linkQualityPct: 90)))
                 }
             }
-            let lines = try await process.waitForLines(timeout: .seconds(30)) { $0.count >= total }
+            // Every status has reached the daemon once the device shows the last one.
+            _ = try await daemon.waitFor("/v1/devices/\(testProgrammer.programmerSerial)/status") {
+                ($0["active_alarm_mask"] as? Int) == total - 1
+            }
+            kill(process.process.processIdentifier, SIGCONT)
+            let lines = try await process.waitForLines(timeout: .seconds(60)) { $0.count >= total }
             try await Task.sleep(for: .milliseconds(300))
             let final = process.lines
             #expect(final.count == total, "each event printed once (\(final.count) lines for \(total) events)")

@@ -71,15 +71,30 @@ func ownCPUSeconds() -> Double {
     return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// Context switches of every thread of a process (/proc/PID/status counts only the main one).
-func contextSwitches(_ pid: Int32) -> Double {
+/// Context switches of each thread of a process, by thread id (/proc/PID/status counts only the main one).
+func contextSwitches(_ pid: Int32) -> [String: Double] {
     let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+    var counts: [String: Double] = [:]
+    for task in tasks { counts[task] = switches(inStatusFile: "/proc/\(pid)/task/\(task)/status") }
+    return counts
+}
+
+/// Context switches between two per-thread snapshots: threads present at the end count from
+/// their start value (0 when new). A thread that exited in between (an idle dispatch worker)
+/// takes its switches with it, so the figure can only err low by those.
+func contextSwitches(from start: [String: Double], to end: [String: Double]) -> Double {
+    end.reduce(0) { $0 + max(0, $1.value - (start[$1.key] ?? 0)) }
+}
+
+/// Context switches of the main thread only: what /proc/PID/status shows.
+func mainThreadSwitches(_ pid: Int32) -> Double { switches(inStatusFile: "/proc/\(pid)/status") }
+
+/// voluntary + nonvoluntary context switches in one status file.
+private func switches(inStatusFile path: String) -> Double {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
     var total = 0.0
-    for task in tasks {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8) else { continue }
-        for line in text.split(separator: "\n") where line.hasPrefix("voluntary_ctxt_switches") || line.hasPrefix("nonvoluntary_ctxt_switches") {
-            total += Double(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
-        }
+    for line in text.split(separator: "\n") where line.hasPrefix("voluntary_ctxt_switches") || line.hasPrefix("nonvoluntary_ctxt_switches") {
+        total += Double(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
     }
     return total
 }

@@ -5,14 +5,23 @@ import NIOCore
 /// `GET /v1/events`: Server-Sent Events. Each event's `id:` is its journal event id. A client
 /// that reconnects with `Last-Event-ID` (header, or `last_event_id` query) first gets everything
 /// it missed from the journal, then live events, with no gap and no repeat: it subscribes before
-/// reading the journal and skips live events it already got from there.
+/// reading the journal and skips live events it already got from there. Once caught up, the
+/// stream is attached to the hub and fed on its connection's event loop (``SSEChannelSink``).
 enum EventStream {
     /// The event types a client may filter on.
     static let types: Set<String> = ["device", "status", "reservoir", "alarm", "program", "refill"]
     /// How long a lagged client has to read its `lagged` event before its connection is closed.
     static let laggedGrace: TimeAmount = .seconds(2)
-    /// At most this many queued events are sent in one write.
-    static let maximumBatchEvents = 256
+
+    /// The last event a lagging client gets before it is disconnected.
+    static func laggedEvent(capacity: Int, lastSent: Int64) -> ByteBuffer {
+        ByteBuffer(string: """
+            event: lagged
+            data: {"error":"lagged","message":"this client fell more than \(capacity) events behind and is disconnected; reconnect with Last-Event-ID to resume","last_event_id":\(lastSent)}
+
+
+            """)
+    }
 
     static func response(request: Request, context: BridgeRequestContext, core: BridgeCore) async throws -> Response {
         let query = request.uri.queryParameters
@@ -62,37 +71,21 @@ enum EventStream {
                         }
                         lastSent = cursor
                     }
-                    streaming: while true {
-                        switch await subscription.next() {
-                        case .event(let first):
-                            // Whatever else is already queued goes out in the same write: one
-                            // hand-off to the event loop per batch rather than per event, so a
-                            // subscriber that falls behind catches up with fewer, larger writes.
-                            var batch: ByteBuffer?
-                            var next: PublishedEvent? = first
-                            var queued = 0
-                            while let event = next {
-                                if event.id > lastSent {
-                                    if batch == nil {
-                                        batch = event.sse
-                                    } else {
-                                        batch!.writeImmutableBuffer(event.sse)
-                                    }
-                                    lastSent = event.id
-                                }
-                                queued += 1
-                                next = queued < maximumBatchEvents ? subscription.poll() : nil
-                            }
-                            if let batch { try await writer.write(batch) }
-                        case .idle:
-                            try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                        case .lagged:
-                            let data = "{\"error\":\"lagged\",\"message\":\"this client fell more than \(core.hub.capacity) events behind and is disconnected; reconnect with Last-Event-ID to resume\",\"last_event_id\":\(lastSent)}"
-                            try await writer.write(ByteBuffer(string: "event: lagged\ndata: \(data)\n\n"))
-                            break streaming
-                        case .finished:
-                            break streaming
-                        }
+                    // Caught up: from now on the hub writes each event straight into this
+                    // connection on its event loop (SSEChannelSink), after what is still queued.
+                    let sink = SSEChannelSink(channel: channel, lastSent: lastSent, capacity: core.hub.capacity, grace: laggedGrace,
+                                              onEnd: { subscription.cancel() })
+                    let hub = core.hub
+                    let attached = try await channel.eventLoop.submit { () -> Bool in
+                        guard let queued = hub.attach(subscription, to: sink) else { return false }
+                        for event in queued { sink.deliver(event) }
+                        return true
+                    }.get()
+                    if attached {
+                        try await sink.finished.get()
+                    } else if case .lagged = await subscription.next() {
+                        // Fell behind while catching up from the journal.
+                        try await writer.write(laggedEvent(capacity: core.hub.capacity, lastSent: lastSent))
                     }
                     subscription.cancel()
                     try await writer.finish(nil)

@@ -48,19 +48,60 @@ public struct EventFilter: Hashable, Sendable {
     }
 }
 
-/// Fans published events out to live subscribers, each with a bounded queue.
+/// Where a live subscriber's events go once it follows the hub on an event loop (see
+/// ``EventHub/attach(_:to:)``). Every call is made on ``eventLoop``.
+public protocol EventSink: AnyObject, Sendable {
+    /// The loop that runs the sink's calls.
+    var eventLoop: any EventLoop { get }
+    /// Sends one event (the sink skips what it already sent, and cuts itself off when its client
+    /// stops reading).
+    func deliver(_ event: PublishedEvent)
+    /// Sends a keep-alive if nothing was sent since `cutoff`.
+    func keepAlive(ifIdleSince cutoff: NIODeadline)
+    /// The hub is closing: end the stream.
+    func finish()
+}
+
+/// Fans published events out to live subscribers.
 ///
-/// Publishing never waits for a subscriber: an event is appended to each matching queue under
-/// that queue's lock. A subscriber whose queue is full is *lagged*: it is removed, gets a final
-/// `lagged` signal, and its client is closed, so one slow client never slows the others or the
-/// bridge. The client can reconnect with `Last-Event-ID` and catch up from the journal.
+/// A subscriber starts with a bounded queue that it reads with ``Subscription/next()`` (while it
+/// catches up from the journal, say). Publishing never waits for a subscriber: an event is
+/// appended to each matching queue under that queue's lock. A subscriber whose queue is full is
+/// *lagged*: it is removed, gets a final `lagged` signal, and its client is closed, so one slow
+/// client never slows the others or the bridge. The client can reconnect with `Last-Event-ID`
+/// and catch up from the journal.
+///
+/// A subscriber that is live can then be *attached* to an ``EventSink`` on its connection's event
+/// loop: from then on each event costs one task per event loop, which writes it to every attached
+/// sink of that loop, instead of a task wake-up and an event-loop hop per subscriber. That is what
+/// lets a thousand clients follow one device cheaply.
 public final class EventHub: Sendable {
-    /// Live subscribers by id, and the same as an array that is rebuilt only when someone
-    /// subscribes or leaves, so publishing reads it without allocating (copy-on-write).
+    /// Live subscribers by id, and what publishing reads: the queue-mode subscribers and the
+    /// attached sinks grouped by event loop, rebuilt only when someone subscribes, attaches or
+    /// leaves, so publishing reads them without allocating (copy-on-write).
     private struct Subscribers {
         var byID: [Int: Subscription] = [:]
+        var attached: [Int: Attached] = [:]
         var snapshot: [Subscription] = []
-        mutating func rebuild() { snapshot = Array(byID.values) }
+        var loops: [LoopGroup] = []
+        mutating func rebuild() {
+            snapshot = byID.values.filter { attached[$0.id] == nil }
+            var groups: [ObjectIdentifier: LoopGroup] = [:]
+            for member in attached.values {
+                groups[ObjectIdentifier(member.sink.eventLoop), default: LoopGroup(loop: member.sink.eventLoop)].members.append(member)
+            }
+            loops = Array(groups.values)
+        }
+    }
+    /// An attached subscriber: its filter and its sink.
+    struct Attached: Sendable {
+        let filter: EventFilter
+        let sink: any EventSink
+    }
+    /// The attached subscribers of one event loop.
+    struct LoopGroup: Sendable {
+        let loop: any EventLoop
+        var members: [Attached] = []
     }
     private let subscribers = Mutex(Subscribers())
     private let closed = Atomic<Bool>(false)
@@ -73,7 +114,7 @@ public final class EventHub: Sendable {
         self.capacity = capacity
     }
 
-    /// The number of live subscribers.
+    /// The number of live subscribers, attached or not.
     public var subscriberCount: Int { subscribers.withLock { $0.byID.count } }
 
     /// Registers a subscriber. Call ``Subscription/cancel()`` when its client goes away.
@@ -94,24 +135,56 @@ public final class EventHub: Sendable {
     /// Shutting down: finishes every subscription (their streams end, so the HTTP server can
     /// stop) and refuses new ones.
     public func close() {
-        let all = subscribers.withLock { list -> [Subscription] in
+        let (all, loops) = subscribers.withLock { list -> ([Subscription], [LoopGroup]) in
             closed.store(true, ordering: .relaxed)
             defer { list = Subscribers() }
-            return list.snapshot
+            return (list.snapshot, list.loops)
         }
         for subscription in all { subscription.cancel() }
+        for group in loops {
+            group.loop.execute { for member in group.members { member.sink.finish() } }
+        }
+    }
+
+    /// Attaches a live subscriber to `sink`; call it on `sink.eventLoop`. Returns the events still
+    /// queued, which the caller sends first (right away, on this loop); every later event goes to
+    /// the sink, in order. Returns nil when the subscription has already ended (lagged or
+    /// cancelled): the caller ends the stream.
+    public func attach(_ subscription: Subscription, to sink: any EventSink) -> [PublishedEvent]? {
+        sink.eventLoop.preconditionInEventLoop()
+        guard let queued = subscription.attach(sink) else { return nil }
+        let attached = subscribers.withLock { list -> Bool in
+            guard list.byID[subscription.id] != nil else { return false }
+            list.attached[subscription.id] = Attached(filter: subscription.filter, sink: sink)
+            list.rebuild()
+            return true
+        }
+        return attached ? queued : nil
     }
 
     /// Delivers `event` to every matching subscriber. Returns how many were cut off as lagged.
     @discardableResult
     public func publish(_ event: PublishedEvent) -> Int {
-        let targets = subscribers.withLock { $0.snapshot }
+        let (targets, loops) = subscribers.withLock { ($0.snapshot, $0.loops) }
         var lagged = 0
         for subscription in targets where subscription.filter.accepts(device: event.device, type: event.type) {
-            if !subscription.enqueue(event) {
+            switch subscription.enqueue(event) {
+            case .queued:
+                break
+            case .lagged:
                 lagged += 1
                 remove(subscription.id)
                 subscription.onLagged()
+            case .attached(let sink):
+                // Attached since this snapshot was taken: its loop task runs after the attach.
+                sink.eventLoop.execute { sink.deliver(event) }
+            }
+        }
+        for group in loops {
+            group.loop.execute {
+                for member in group.members where member.filter.accepts(device: event.device, type: event.type) {
+                    member.sink.deliver(event)
+                }
             }
         }
         return lagged
@@ -120,14 +193,20 @@ public final class EventHub: Sendable {
     /// Wakes subscribers that have waited longer than `idle` with ``Subscription/Item/idle``, so
     /// their streams can send a keep-alive (and notice a client that has gone away).
     public func nudgeIdle(after idle: Duration) {
-        let targets = subscribers.withLock { $0.snapshot }
+        let (targets, loops) = subscribers.withLock { ($0.snapshot, $0.loops) }
         let now = ContinuousClock.now
         for subscription in targets { subscription.nudge(ifWaitingSince: now - idle) }
+        let cutoff = NIODeadline.now() - .nanoseconds(idle.components.seconds * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000)
+        for group in loops {
+            group.loop.execute { for member in group.members { member.sink.keepAlive(ifIdleSince: cutoff) } }
+        }
     }
 
     func remove(_ id: Int) {
         subscribers.withLock { list in
-            if list.byID.removeValue(forKey: id) != nil { list.rebuild() }
+            let removed = list.byID.removeValue(forKey: id) != nil
+            list.attached[id] = nil
+            if removed { list.rebuild() }
         }
     }
 
@@ -156,6 +235,7 @@ public final class EventHub: Sendable {
             var waitingSince: ContinuousClock.Instant?
             var lagged = false
             var finished = false
+            var sink: (any EventSink)?
         }
         private let state = Mutex(State())
 
@@ -177,25 +257,46 @@ public final class EventHub: Sendable {
             waiter?.resume(returning: .idle)
         }
 
-        /// Appends an event; false when the queue was full (the subscriber is now lagged).
-        func enqueue(_ event: PublishedEvent) -> Bool {
-            let (waiter, item, accepted): (CheckedContinuation<Item, Never>?, Item, Bool) = state.withLock { s in
-                if s.finished || s.lagged { return (nil, .finished, true) }
+        /// What ``enqueue(_:)`` did.
+        enum Enqueued {
+            /// Queued (or handed to the waiting reader, or dropped after the end).
+            case queued
+            /// The queue was full: the subscriber is now lagged.
+            case lagged
+            /// The subscriber is attached to this sink: deliver there.
+            case attached(any EventSink)
+        }
+
+        /// Appends an event to the queue.
+        func enqueue(_ event: PublishedEvent) -> Enqueued {
+            let (waiter, outcome): (CheckedContinuation<Item, Never>?, Enqueued) = state.withLock { s in
+                if let sink = s.sink { return (nil, .attached(sink)) }
+                if s.finished || s.lagged { return (nil, .queued) }
                 if let waiter = s.waiter {
                     s.waiter = nil
                     s.waitingSince = nil
-                    return (waiter, .event(event), true)
+                    return (waiter, .queued)
                 }
                 if s.queue.count >= capacity {
                     s.lagged = true
                     s.queue.removeAll()
-                    return (nil, .lagged, false)
+                    return (nil, .lagged)
                 }
                 s.queue.append(event)
-                return (nil, .finished, true)
+                return (nil, .queued)
             }
-            waiter?.resume(returning: item)
-            return accepted
+            waiter?.resume(returning: .event(event))
+            return outcome
+        }
+
+        /// Switches to `sink`; returns what was still queued, or nil when already ended.
+        fileprivate func attach(_ sink: any EventSink) -> [PublishedEvent]? {
+            state.withLock { s in
+                guard !s.finished, !s.lagged else { return nil }
+                s.sink = sink
+                defer { s.queue.removeAll() }
+                return Array(s.queue)
+            }
         }
 
         /// The next event, waiting for one; `.lagged` once after an overflow; `.finished` after

@@ -1,0 +1,89 @@
+import NIOCore
+import NIOHTTPTypes
+
+/// A live event stream written straight into its HTTP connection, on the connection's event loop.
+///
+/// Once a `GET /v1/events` client has caught up, ``EventStream`` attaches it to the hub through
+/// this sink: each published event then reaches it inside one task per event loop (see
+/// ``EventHub``), as a chunk of the streamed response body written into the channel's pipeline,
+/// with no Swift task wake-up or thread hop of its own. The response's head and its end still go
+/// through Hummingbird's response writer; this sink only adds body chunks in between, and ends
+/// when the client goes, when it falls too far behind, or when the hub closes.
+///
+/// A client that stops reading fills the socket, then NIO's buffer beyond its high-water mark
+/// (`isWritable` turns false); after `capacity` more events it is *lagged*: it gets a last
+/// `lagged` event and is closed `grace` later, as with the queued path. Memory held for it is
+/// bounded by those `capacity` events, whose bytes are shared with every other subscriber.
+///
+/// State is confined to the event loop (every call is made there), hence `@unchecked Sendable`.
+final class SSEChannelSink: EventSink, @unchecked Sendable {
+    let eventLoop: any EventLoop
+    private let channel: any Channel
+    private let capacity: Int
+    private let grace: TimeAmount
+    /// The newest event id sent to this client.
+    private var lastSent: Int64
+    /// Events written while the channel was not writable, in a row.
+    private var blocked = 0
+    private var lastWrite = NIODeadline.now()
+    private var ended = false
+    private let done: EventLoopPromise<Void>
+    private let onEnd: @Sendable () -> Void
+
+    /// Creates the sink for `channel`, which has already been sent every event up to `lastSent`.
+    /// `onEnd` runs once when the stream ends, whatever the reason.
+    init(channel: any Channel, lastSent: Int64, capacity: Int, grace: TimeAmount, onEnd: @escaping @Sendable () -> Void) {
+        self.channel = channel
+        self.eventLoop = channel.eventLoop
+        self.capacity = capacity
+        self.grace = grace
+        self.lastSent = lastSent
+        self.onEnd = onEnd
+        self.done = channel.eventLoop.makePromise()
+        channel.closeFuture.whenComplete { [self] _ in end() }
+    }
+
+    /// Completes when the stream has ended: the handler then finishes the response.
+    var finished: EventLoopFuture<Void> { done.futureResult }
+
+    func deliver(_ event: PublishedEvent) {
+        guard !ended, event.id > lastSent else { return }
+        if channel.isWritable {
+            blocked = 0
+        } else {
+            blocked += 1
+            if blocked > capacity {
+                lag()
+                return
+            }
+        }
+        write(event.sse)
+        lastSent = event.id
+    }
+
+    func keepAlive(ifIdleSince cutoff: NIODeadline) {
+        guard !ended, lastWrite <= cutoff else { return }
+        write(ByteBuffer(string: ": keep-alive\n\n"))
+    }
+
+    func finish() { end() }
+
+    private func write(_ buffer: ByteBuffer) {
+        channel.writeAndFlush(HTTPResponsePart.body(buffer), promise: nil)
+        lastWrite = .now()
+    }
+
+    private func lag() {
+        write(EventStream.laggedEvent(capacity: capacity, lastSent: lastSent))
+        let channel = self.channel
+        eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+        end()
+    }
+
+    private func end() {
+        guard !ended else { return }
+        ended = true
+        onEnd()
+        done.succeed(())
+    }
+}
