@@ -34,6 +34,18 @@ struct JournalDurabilityTests {
         #expect(try await journal.events(after: 0).count == 4 + Journal.maximumUnsyncedEvents + 50, "every event stored, deferred or not")
     }
 
+    @Test("the writer connection runs synchronous = FULL (fsync at each commit) from the start and again after every deferred commit")
+    func writerIsFull() async throws {
+        let directory = try ScratchDirectory("full-sync")
+        defer { directory.remove() }
+        let journal = try Journal(directory: directory.path)
+        let synchronous = { try journal.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } }
+        #expect(try synchronous() == 2, "FULL at open, whatever GRDB's WAL set-up chose")
+        _ = try await journal.commit([Self.history(1)], nowMs: 1)
+        #expect(journal.unsyncedEvents == 1)
+        #expect(try synchronous() == 2, "back to FULL after a deferred commit")
+    }
+
     @Test("each start moves the event id sequence on by more than can be unsynced, so an id seen before a power cut never names another event")
     func idsMoveOnAtStart() async throws {
         let directory = try ScratchDirectory("id-gap")

@@ -10,8 +10,9 @@ import NIOCore
 enum EventStream {
     /// The event types a client may filter on.
     static let types: Set<String> = ["device", "status", "reservoir", "alarm", "program", "refill"]
-    /// How long a lagged client has to read its `lagged` event before its connection is closed.
-    static let laggedGrace: TimeAmount = .seconds(2)
+    /// How long a lagged client has to read what is buffered for it, its `lagged` event last,
+    /// before its connection is closed regardless.
+    static let laggedGrace: TimeAmount = .seconds(30)
 
     /// The last event a lagging client gets before it is disconnected.
     static func laggedEvent(capacity: Int, lastSent: Int64) -> ByteBuffer {

@@ -12,7 +12,7 @@ import NIOHTTPTypes
 ///
 /// A client that stops reading fills the socket, then NIO's buffer beyond its high-water mark
 /// (`isWritable` turns false); after `capacity` more events it is *lagged*: it gets a last
-/// `lagged` event and is closed `grace` later, as with the queued path. Memory held for it is
+/// `lagged` event and is closed as soon as that is written out (or `grace` later). Memory held for it is
 /// bounded by those `capacity` events, whose bytes are shared with every other subscriber.
 ///
 /// State is confined to the event loop (every call is made there), hence `@unchecked Sendable`.
@@ -73,10 +73,18 @@ final class SSEChannelSink: EventSink, @unchecked Sendable {
         lastWrite = .now()
     }
 
+    /// Sends `lagged` behind what is already buffered and closes the connection once the kernel
+    /// has taken it (so a client that resumes reading learns why it was cut off), or after
+    /// `grace` if it never reads again.
     private func lag() {
-        write(EventStream.laggedEvent(capacity: capacity, lastSent: lastSent))
         let channel = self.channel
-        eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+        let written = eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(HTTPResponsePart.body(EventStream.laggedEvent(capacity: capacity, lastSent: lastSent)), promise: written)
+        let deadline = eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+        written.futureResult.whenComplete { _ in
+            deadline.cancel()
+            channel.close(promise: nil)
+        }
         end()
     }
 

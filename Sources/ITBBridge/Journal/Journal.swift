@@ -48,12 +48,13 @@ public final class Journal: Sendable {
         var config = Configuration()
         config.label = "itb-journal"
         config.busyMode = .timeout(5)
-        config.prepareDatabase { db in
-            // Every commit reaches the disk before it returns: an ACK never precedes durability.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         do {
             pool = try DatabasePool(path: path, configuration: config)
+            // Every synchronous commit reaches the disk before it returns: an ACK never precedes
+            // durability. Set on the writer connection after the pool is open: DatabasePool's own
+            // WAL set-up runs `PRAGMA synchronous = NORMAL` after `prepareDatabase`, so setting
+            // it there is silently undone (the fault suite's disk test found this).
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try JournalSchema.migrator.migrate(pool)
             try pool.write { db in
                 // Ids a client may have seen before a power cut lost them must not come back.
