@@ -100,6 +100,8 @@ let package = Package(
                 // HTTPResponsePart: live events are written straight into the connection's
                 // pipeline on its event loop (API/SSEChannelSink.swift).
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                // HTTPParserError: a request body that is not valid HTTP/1.1 is a 400.
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             resources: [.copy("Resources/openapi.json")],

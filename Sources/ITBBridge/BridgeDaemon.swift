@@ -1,4 +1,5 @@
 import Foundation
+public import NIOCore
 public import Hummingbird
 import ITBSerial
 public import Logging
@@ -39,6 +40,9 @@ public struct BridgeDaemon: Service {
         self.onStopping = onStopping
     }
 
+    /// How long an API connection may stay silent while no response is being written.
+    public static let connectionIdleTimeout: TimeAmount = .seconds(10)
+
     public func run() async throws {
         let journal = try Journal(directory: configuration.stateDirectory)
         let nowMs: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
@@ -54,6 +58,9 @@ public struct BridgeDaemon: Service {
         let onReady = self.onReady
         let app = Application(
             router: BridgeRoutes.router(core: core),
+            // A connection that sends nothing for 10 s while no response is being written (a
+            // half-sent request, an idle keep-alive) is closed; event streams are never cut by it.
+            server: .http1(configuration: .init(idleTimeout: BridgeDaemon.connectionIdleTimeout)),
             configuration: .init(address: .unixDomainSocket(path: socket.temporaryPath), serverName: "itb-bridged"),
             onServerRunning: { _ in
                 do {

@@ -1,6 +1,8 @@
 public import Hummingbird
 import ITBJSON
+import Logging
 public import NIOCore
+import NIOHTTP1
 
 /// An API error: a stable machine-readable `error` code, a message a person can act on, and the
 /// HTTP status. Rendered as `{"error": "…", "message": "…"}`.
@@ -41,8 +43,12 @@ public struct APIError: HTTPResponseError, Sendable {
 }
 
 /// Turns every error into a JSON error object: ours as they are, Hummingbird's (unknown path,
-/// body too large, wrong method) with a stable code, anything else as a 500 that is logged.
+/// body too large, wrong method) with a stable code, a request body that cannot be parsed (a bad
+/// chunk size, a body cut short) as a 400, anything else as a 500 that is logged.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The daemon's own logger (the HTTP server's is silent).
+    let logger = Logger(label: "itb-bridged.api")
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
@@ -63,8 +69,10 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             default: "\(error.status.reasonPhrase)"
             }
             throw APIError(error.status, code, message)
+        } catch let error as HTTPParserError {
+            throw APIError(.badRequest, "bad_request_body", "the request body is not valid HTTP/1.1 (\(error)): a bad chunk size, or a body cut short")
         } catch {
-            context.logger.error("internal error answering \(request.method) \(request.uri.path)", metadata: ["error": "\(error)"])
+            logger.error("internal error answering \(request.method) \(request.uri.path)", metadata: ["error": "\(error)"])
             throw APIError(.internalServerError, "internal_error", "the bridge failed to answer; the error is in its log")
         }
     }
