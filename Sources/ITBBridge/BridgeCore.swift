@@ -427,6 +427,18 @@ public actor BridgeCore {
             }
             journalHealthy = false
             lastJournalError = error.description
+            // Live values are still live: followers get the snapshots without an event id.
+            // (Alarms are not published: the programmer retransmits them until they are stored.)
+            for op in ops {
+                switch op {
+                case .history(let device, let kind, _, let data):
+                    hub.publish(PublishedEvent(unjournaled: device, type: kind, data: data))
+                case .event(let device, let type, let data):
+                    hub.publish(PublishedEvent(unjournaled: device, type: type, data: data))
+                default:
+                    break
+                }
+            }
             return nil
         }
         let elapsed = ContinuousClock.now - started

@@ -47,7 +47,8 @@ final class SSEChannelSink: EventSink, @unchecked Sendable {
     var finished: EventLoopFuture<Void> { done.futureResult }
 
     func deliver(_ event: PublishedEvent) {
-        guard !ended, event.id > lastSent else { return }
+        let journaled = event.id != PublishedEvent.unjournaled
+        guard !ended, !journaled || event.id > lastSent else { return }
         if channel.isWritable {
             blocked = 0
         } else {
@@ -58,7 +59,7 @@ final class SSEChannelSink: EventSink, @unchecked Sendable {
             }
         }
         write(event.sse)
-        lastSent = event.id
+        if journaled { lastSent = event.id }
     }
 
     func keepAlive(ifIdleSince cutoff: NIODeadline) {

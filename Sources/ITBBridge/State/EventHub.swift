@@ -5,8 +5,11 @@ import DequeModule
 /// A published event, rendered once as its SSE text and shared by every subscriber: fan-out
 /// copies a reference, never the bytes.
 public final class PublishedEvent: Sendable {
-    /// The global event id from the journal.
+    /// The global event id from the journal; ``unjournaled`` for a live snapshot the journal
+    /// could not store.
     public let id: Int64
+    /// The id of an event that is not in the journal (sent without an SSE `id:`).
+    public static let unjournaled: Int64 = 0
     /// The programmer serial it concerns.
     public let device: String
     /// `device`, `status`, `reservoir`, `alarm`, `program`, `refill`.
@@ -22,6 +25,20 @@ public final class PublishedEvent: Sendable {
         var buffer = ByteBufferAllocator().buffer(capacity: event.data.utf8.count + 48)
         buffer.writeString("id: \(event.id)\nevent: \(event.type)\ndata: ")
         buffer.writeString(event.data)
+        buffer.writeString("\n\n")
+        sse = buffer
+    }
+
+    /// A live snapshot (status, reservoir, device) published while the journal cannot store it:
+    /// sent without an SSE `id:`, so followers keep seeing live values and their `Last-Event-ID`
+    /// stays on the last stored event. It is never replayed.
+    public init(unjournaled device: String, type: String, data: String) {
+        id = Self.unjournaled
+        self.device = device
+        self.type = type
+        var buffer = ByteBufferAllocator().buffer(capacity: data.utf8.count + 32)
+        buffer.writeString("event: \(type)\ndata: ")
+        buffer.writeString(data)
         buffer.writeString("\n\n")
         sse = buffer
     }
