@@ -33,9 +33,14 @@ func runIdle(_ programmer: ProgrammerEndpoint, _ daemon: DaemonUnderTest, second
     let wakeups = contextSwitches(from: switches0, to: contextSwitches(pid)) / elapsed
     let mainWakeups = (mainThreadSwitches(pid) - mainSwitches0) / elapsed
     let status = procStatus(pid)
+    // What the RSS is made of: pages of shared libraries and the executable (file-backed, shared
+    // with every other process mapping them) against the daemon's own anonymous memory.
+    let rollup = smapsRollup(pid)
+    Report.line("idle: RSS breakdown: file-backed \(fmt(rollup["Rss"].map { $0 - (rollup["Anonymous"] ?? 0) } ?? .nan, 1)) MB, anonymous \(fmt(rollup["Anonymous"] ?? .nan, 1)) MB; PSS \(fmt(rollup["Pss"] ?? .nan, 1)) MB")
     Report.line("idle: seconds=\(fmt(elapsed, 1)) rss=\(status["VmRSS"] ?? "?") cpu_percent=\(fmt(cpuPercent, 2)) context_switches_per_s=\(fmt(wakeups, 1)) (all threads; the main thread alone, what /proc/PID/status shows: \(fmt(mainWakeups, 1))) threads=\(status["Threads"] ?? "?")")
     Report.figure("idle", ["seconds": fmt(elapsed, 1), "rss_mb": fmt(statusMB(status, "VmRSS"), 1), "cpu_percent": fmt(cpuPercent, 2),
                            "context_switches_per_s": fmt(wakeups, 1), "main_thread_switches_per_s": fmt(mainWakeups, 1),
-                           "threads": status["Threads"] ?? "?"])
+                           "threads": status["Threads"] ?? "?", "anonymous_mb": fmt(rollup["Anonymous"] ?? .nan, 1),
+                           "pss_mb": fmt(rollup["Pss"] ?? .nan, 1)])
     daemon.checkAlive("the idle section")
 }

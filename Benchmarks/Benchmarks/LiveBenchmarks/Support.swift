@@ -48,6 +48,18 @@ func procStatus(_ pid: Int32) -> [String: String] {
 }
 
 /// A `/proc/PID/status` size field ("39304 kB") in MB (10^6 bytes), NaN when absent.
+/// /proc/PID/smaps_rollup, in MB by field (Rss, Pss, Anonymous…).
+func smapsRollup(_ pid: Int32) -> [String: Double] {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return [:] }
+    var out: [String: Double] = [:]
+    for line in text.split(separator: "\n") {
+        let parts = line.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let kb = Double(parts[1].split(separator: " ").first ?? "") else { continue }
+        out[String(parts[0])] = kb * 1024 / 1e6
+    }
+    return out
+}
+
 func statusMB(_ status: [String: String], _ key: String) -> Double {
     guard let text = status[key], let kb = Double(text.split(separator: " ").first ?? "") else { return .nan }
     return kb * 1024 / 1e6
