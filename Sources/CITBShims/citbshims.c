@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -58,4 +61,12 @@ void itb_thread_set_name(const char *name) {
     for (; i < 15 && name[i]; i++) shortened[i] = name[i];
     shortened[i] = 0;
     pthread_setname_np(pthread_self(), shortened);
+}
+
+int itb_release_free_memory(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }

@@ -1,3 +1,4 @@
+import CITBShims
 import Foundation
 public import NIOCore
 public import Hummingbird
@@ -158,6 +159,7 @@ struct Ticker: Service {
             // Cancelled as soon as graceful shutdown begins, which also ends the loop's sleep.
             try? await cancelWhenGracefulShutdown {
                 var lastPrune = ContinuousClock.now
+                var subscribers = 0
                 while !Task.isCancelled {
                     let nextStaleMs = await core.tick()
                     do {
@@ -166,6 +168,11 @@ struct Ticker: Service {
                         logger.error("journal: cannot sync deferred snapshot commits", metadata: ["error": "\(error)"])
                     }
                     core.hub.nudgeIdle(after: .seconds(15))
+                    // Clients gone (cut off as lagged, say) leave their buffers free in the C
+                    // heap; give that memory back rather than keep the peak for ever.
+                    let now = core.hub.subscriberCount
+                    if now < subscribers { _ = itb_release_free_memory() }
+                    subscribers = now
                     onStatus(await core.daemonStatus())
                     onTick()
                     if ContinuousClock.now - lastPrune > .seconds(86_400) {

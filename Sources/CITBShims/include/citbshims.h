@@ -49,6 +49,10 @@ typedef struct {
 /// Reads SO_PEERCRED of a connected Unix-domain socket. 0, or -1 with errno.
 int itb_peer_credentials_get(int fd, itb_peer_credentials *credentials);
 
+/// Gives the C heap's free memory back to the kernel (glibc's malloc_trim(0); a no-op
+/// elsewhere). Returns 1 when memory was released.
+int itb_release_free_memory(void);
+
 #ifdef __cplusplus
 }
 #endif
