@@ -53,6 +53,9 @@ enum EventStream {
             channel.eventLoop.scheduleTask(in: laggedGrace) { channel.close(promise: nil) }
         }
         let journal = core.journal
+        // Next to the socket before the response head goes out, so that it sees the head.
+        let writer = SSESocketWriter()
+        let socketWriter = (try? await channel.pipeline.addHandler(writer, position: .first).get()).map { writer }
         return Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-store", HTTPField.Name("X-Accel-Buffering")!: "no"],
@@ -74,7 +77,7 @@ enum EventStream {
                     }
                     // Caught up: from now on the hub writes each event straight into this
                     // connection on its event loop (SSEChannelSink), after what is still queued.
-                    let sink = SSEChannelSink(channel: channel, lastSent: lastSent, capacity: core.hub.capacity, grace: laggedGrace,
+                    let sink = SSEChannelSink(channel: channel, socketWriter: socketWriter, lastSent: lastSent, capacity: core.hub.capacity, grace: laggedGrace,
                                               onEnd: { subscription.cancel() })
                     let hub = core.hub
                     let attached = try await channel.eventLoop.submit { () -> Bool in

@@ -19,6 +19,7 @@ import NIOHTTPTypes
 final class SSEChannelSink: EventSink, @unchecked Sendable {
     let eventLoop: any EventLoop
     private let channel: any Channel
+    private let socketWriter: SSESocketWriter?
     private let capacity: Int
     private let grace: TimeAmount
     /// The newest event id sent to this client.
@@ -32,8 +33,11 @@ final class SSEChannelSink: EventSink, @unchecked Sendable {
 
     /// Creates the sink for `channel`, which has already been sent every event up to `lastSent`.
     /// `onEnd` runs once when the stream ends, whatever the reason.
-    init(channel: any Channel, lastSent: Int64, capacity: Int, grace: TimeAmount, onEnd: @escaping @Sendable () -> Void) {
+    /// Events go through `socketWriter` when it is given and knows the body's framing.
+    init(channel: any Channel, socketWriter: SSESocketWriter?, lastSent: Int64, capacity: Int, grace: TimeAmount,
+         onEnd: @escaping @Sendable () -> Void) {
         self.channel = channel
+        self.socketWriter = socketWriter
         self.eventLoop = channel.eventLoop
         self.capacity = capacity
         self.grace = grace
@@ -58,7 +62,11 @@ final class SSEChannelSink: EventSink, @unchecked Sendable {
                 return
             }
         }
-        write(event.sse)
+        if socketWriter?.write(event) == true {
+            lastWrite = .now()
+        } else {
+            write(event.sse)
+        }
         if journaled { lastSent = event.id }
     }
 
@@ -92,6 +100,7 @@ final class SSEChannelSink: EventSink, @unchecked Sendable {
     private func end() {
         guard !ended else { return }
         ended = true
+        if let socketWriter { channel.pipeline.syncOperations.removeHandler(socketWriter, promise: nil) }
         onEnd()
         done.succeed(())
     }

@@ -16,31 +16,35 @@ public final class PublishedEvent: Sendable {
     public let type: String
     /// `id: …\nevent: …\ndata: …\n\n`, ready to write.
     public let sse: ByteBuffer
+    /// The same bytes framed as one HTTP/1.1 chunk (`<hex length>\r\n…\r\n`), framed once for
+    /// every client of a chunked stream; ``sse`` is a view into it.
+    public let chunk: ByteBuffer
 
     /// Renders `event` once for all subscribers.
-    public init(_ event: StoredEvent) {
-        id = event.id
-        device = event.device
-        type = event.type
-        var buffer = ByteBufferAllocator().buffer(capacity: event.data.utf8.count + 48)
-        buffer.writeString("id: \(event.id)\nevent: \(event.type)\ndata: ")
-        buffer.writeString(event.data)
-        buffer.writeString("\n\n")
-        sse = buffer
+    public convenience init(_ event: StoredEvent) {
+        self.init(id: event.id, device: event.device, type: event.type, lines: "id: \(event.id)\nevent: \(event.type)\ndata: ", data: event.data)
+    }
+
+    private init(id: Int64, device: String, type: String, lines: String, data: String) {
+        self.id = id
+        self.device = device
+        self.type = type
+        let length = lines.utf8.count + data.utf8.count + 2
+        let header = String(length, radix: 16) + "\r\n"
+        var buffer = ByteBufferAllocator().buffer(capacity: header.utf8.count + length + 2)
+        buffer.writeString(header)
+        buffer.writeString(lines)
+        buffer.writeString(data)
+        buffer.writeString("\n\n\r\n")
+        chunk = buffer
+        sse = buffer.getSlice(at: header.utf8.count, length: length)!
     }
 
     /// A live snapshot (status, reservoir, device) published while the journal cannot store it:
     /// sent without an SSE `id:`, so followers keep seeing live values and their `Last-Event-ID`
     /// stays on the last stored event. It is never replayed.
-    public init(unjournaled device: String, type: String, data: String) {
-        id = Self.unjournaled
-        self.device = device
-        self.type = type
-        var buffer = ByteBufferAllocator().buffer(capacity: data.utf8.count + 32)
-        buffer.writeString("event: \(type)\ndata: ")
-        buffer.writeString(data)
-        buffer.writeString("\n\n")
-        sse = buffer
+    public convenience init(unjournaled device: String, type: String, data: String) {
+        self.init(id: Self.unjournaled, device: device, type: type, lines: "event: \(type)\ndata: ", data: data)
     }
 }
 
