@@ -372,3 +372,72 @@ struct OpenAPIDocumentTests {
         await bridge.stop()
     }
 }
+
+extension RawConnection {
+    /// Everything received until `needle` has arrived (or `timeout`), as text.
+    func read(until needle: String, timeout: Duration) -> String {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = ContinuousClock.now + timeout
+        while !String(decoding: received, as: UTF8.self).contains(needle) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { break }
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, Int32(clamping: left.components.seconds * 1000 + 1)) > 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { break }
+            received += buffer[0..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+}
+
+@Suite("Event streams: framing of live events written next to the socket")
+struct EventStreamFramingTests {
+    /// Checks that the alarm event in `received` is framed as the response head says: one
+    /// well-formed chunk (`<hex length>\r\n`, that many bytes, `\r\n`) when the body is chunked,
+    /// bare SSE lines otherwise.
+    private func checkFraming(_ received: String, _ client: String) throws {
+        let head = try #require(received.range(of: "\r\n\r\n"), "\(client): no response head")
+        let chunked = received[..<head.lowerBound].lowercased().contains("transfer-encoding: chunked")
+        let eventStart = try #require(received.range(of: "id: "), "\(client): no event")
+        let event = received[eventStart.lowerBound...]
+        #expect(event.contains("event: alarm") && event.contains("motor_stall"), "\(client)")
+        if chunked {
+            let sizeLine = try #require(received[head.upperBound..<eventStart.lowerBound]
+                .split(separator: "\r\n", omittingEmptySubsequences: false).dropLast().last)
+            let size = try #require(Int(sizeLine, radix: 16), "\(client): chunk size line \(sizeLine.debugDescription)")
+            #expect(Array(event.utf8).count == size + 2 && event.hasSuffix("\n\n\r\n"), "\(client): chunk of \(size) bytes: \(event.debugDescription)")
+        } else {
+            #expect(received[head.upperBound...].hasPrefix("retry: 2000\n") && !event.contains("\r\n"), "\(client): bare SSE")
+        }
+    }
+
+    @Test("a live event, written next to the socket, is framed as the response head says: one well-formed chunk of a chunked body, for an HTTP/1.1 and an HTTP/1.0 request alike")
+    func framingFollowsTheResponseHead() async throws {
+        let bridge = try await BridgeHarness(name: "framing")
+        do {
+            try await bridge.connectProgrammer()
+            let socketPath = bridge.configuration.socketPath
+            let http11 = try RawConnection(path: socketPath)
+            let http10 = try RawConnection(path: socketPath)
+            defer { http11.close(); http10.close() }
+            #expect(http11.send("GET /v1/events?types=alarm HTTP/1.1\r\nHost: x\r\n\r\n"))
+            #expect(http10.send("GET /v1/events?types=alarm HTTP/1.0\r\n\r\n"))
+            _ = try await waitForJSON(bridge.client, "/v1/health") { ($0["subscribers"] as? Int) == 2 }
+            try await Task.sleep(for: .milliseconds(200))  // both streams attached to the hub
+            _ = try await bridge.withProgrammer { try $0.raise(code: .motorStall, priority: .high, onsetTimeMs: nowMs()) }
+            for (connection, name) in [(http11, "HTTP/1.1"), (http10, "HTTP/1.0")] {
+                let received = try await blocking { connection.read(until: "}\n\n", timeout: .seconds(10)) }
+                let complete = received.contains("\r\n\r\n") && received.hasSuffix("}\n\n")
+                    ? received + (try await blocking { connection.read(until: "\r\n", timeout: .milliseconds(300)) })
+                    : received
+                try checkFraming(complete, name)
+            }
+        } catch {
+            await bridge.stop()
+            throw error
+        }
+        await bridge.stop()
+    }
+}
