@@ -99,8 +99,9 @@ public final class Journal: Sendable {
 
     /// A deferred commit, on the calling thread: it does not wait for the disk (no fsync), so it
     /// takes well under a millisecond, less than handing it to GRDB's writer thread and back, and
-    /// it is on the live status path. (Synchronous commits wait for an fsync, so they go through
-    /// GRDB's async API and never block the caller's thread.)
+    /// it is on the live status path. It can wait behind a synchronous commit already in progress
+    /// (one fsync). Synchronous commits go through GRDB's async API and never block the caller's
+    /// thread.
     private func writeDeferredNow<T>(_ body: (Database) throws -> T) throws(JournalError) -> T {
         do {
             return try pool.writeWithoutTransaction { db in
