@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Property-based API testing with schemathesis against the daemon's own OpenAPI document
 # (GET /v1/openapi.json, from Sources/ITBBridge/Resources/openapi.json): no 5xx, every status code
-# and every response body as documented, the right content types.
+# and every response body as documented, the right content types, and 405 for a method a path
+# does not serve.
 #
 #   scripts/schemathesis.sh                        # short run (CI): a few examples per operation
 #   ITB_PROOF_SCALE=full scripts/schemathesis.sh   # the proof run: many more
@@ -92,7 +93,7 @@ echo "schemathesis $SCHEMATHESIS_VERSION against $daemon ($scale run: $max_examp
 status=0
 # (from the scratch directory: schemathesis keeps a cache in the working directory)
 (cd "$tmp" && "$venv/bin/st" run "$base/v1/openapi.json" \
-    --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
+    --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,unsupported_method \
     --exclude-path /v1/events \
     --max-examples "$max_examples" --seed 20261125 --request-timeout 10 \
     --no-color --report json --report-dir "$tmp/report") >"$tmp/schemathesis.log" 2>&1 || status=$?

@@ -441,3 +441,29 @@ struct EventStreamFramingTests {
         await bridge.stop()
     }
 }
+
+@Suite("Methods a path does not serve")
+struct MethodNotAllowedTests {
+    @Test("a method a served path does not take gets 405 with Allow naming the ones it does, as JSON; an unknown path stays 404")
+    func methodNotAllowed() async throws {
+        let bridge = try await BridgeHarness(name: "methods")
+        do {
+            let client = bridge.client
+            for (method, path, allow) in [("DELETE", "/v1/health", "GET"), ("PUT", "/v1/devices/PGM-1", "GET"),
+                                          ("GET", "/v1/alarms/7/acknowledge", "POST"), ("TRACE", "/v1/events", "GET")] {
+                let response = try await blocking { try client.request(method, path) }
+                #expect(response.status == 405, "\(method) \(path): \(response.status)")
+                #expect(response.header("Allow") == allow, "\(method) \(path)")
+                let body = try JSONObject.parse(response.body)
+                #expect(body["error"] as? String == "method_not_allowed")
+            }
+            let unknown = try await blocking { try client.request("DELETE", "/v1/nothing/here") }
+            #expect(unknown.status == 404)
+            #expect(try JSONObject.parse(unknown.body)["error"] as? String == "not_found")
+        } catch {
+            await bridge.stop()
+            throw error
+        }
+        await bridge.stop()
+    }
+}

@@ -12,6 +12,8 @@ public struct APIError: HTTPResponseError, Sendable {
     public var code: String
     /// Human-readable explanation.
     public var message: String
+    /// The methods the path does serve, sent as `Allow` with a 405.
+    public var allow: [String] = []
 
     /// Creates an error.
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
@@ -27,10 +29,9 @@ public struct APIError: HTTPResponseError, Sendable {
         json.key("message"); json.string(message)
         json.key("status"); json.int(Int(status.code))
         json.endObject()
-        return Response(
-            status: status,
-            headers: [.contentType: "application/json", .cacheControl: "no-store"],
-            body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
+        var headers: HTTPFields = [.contentType: "application/json", .cacheControl: "no-store"]
+        if !allow.isEmpty { headers[.allow] = allow.joined(separator: ", ") }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
     }
 
     static func unknownDevice(_ id: String) -> APIError {
@@ -55,6 +56,14 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             throw error
         } catch let error as any HTTPResponseError {
+            // No route for this method: if the path is served with other methods, say so (405).
+            let allowed = error.status == .notFound ? OpenAPIDocument.methods(servingPath: request.uri.path) : []
+            if !allowed.isEmpty {
+                var notAllowed = APIError(.methodNotAllowed, "method_not_allowed",
+                                          "\(request.method) is not served at \(request.uri.path); allowed: \(allowed.joined(separator: ", "))")
+                notAllowed.allow = allowed
+                throw notAllowed
+            }
             let code: String = switch error.status {
             case .notFound: "not_found"
             case .methodNotAllowed: "method_not_allowed"

@@ -226,4 +226,30 @@ enum OpenAPIDocument {
               let data = try? Data(contentsOf: url) else { return nil }
         return [UInt8](data)
     }()
+
+    /// Each path template of the document (split into segments, `{name}` matching any one
+    /// segment) with the methods it lists. The document is checked against the live routes by
+    /// the test suite, so this is the routes' own list.
+    static let templates: [(segments: [String], methods: [String])] = {
+        guard let bytes, let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+              let paths = object["paths"] as? [String: Any] else { return [] }
+        let verbs = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
+        return paths.compactMap { path, item in
+            guard let operations = item as? [String: Any] else { return nil }
+            let methods = verbs.filter { operations[$0] != nil }.map { $0.uppercased() }
+            return (path.split(separator: "/").map(String.init), methods)
+        }
+    }()
+
+    /// The methods served at `path` (a request path, not a template); empty when none is.
+    static func methods(servingPath path: String) -> [String] {
+        let segments = path.split(separator: "/")
+        for template in templates where template.segments.count == segments.count {
+            let matches = zip(template.segments, segments).allSatisfy { pattern, segment in
+                (pattern.hasPrefix("{") && pattern.hasSuffix("}")) || pattern == segment
+            }
+            if matches { return template.methods }
+        }
+        return []
+    }
 }
