@@ -170,9 +170,9 @@ struct Ticker: Service {
                     core.hub.nudgeIdle(after: .seconds(15))
                     // Clients gone (cut off as lagged, say) leave their buffers free in the C
                     // heap; give that memory back rather than keep the peak for ever.
-                    let now = core.hub.subscriberCount
-                    if now < subscribers { _ = itb_release_free_memory() }
-                    subscribers = now
+                    let current = core.hub.subscriberCount
+                    if current < subscribers { _ = itb_release_free_memory() }
+                    subscribers = current
                     onStatus(await core.daemonStatus())
                     onTick()
                     if ContinuousClock.now - lastPrune > .seconds(86_400) {

@@ -32,10 +32,9 @@ public final class Journal: Sendable {
     /// How far the event id sequence moves on at each start (greater than ``maximumUnsyncedEvents``).
     public static let eventIDGapAtStart: Int64 = 1024
 
-    private struct Unsynced {
-        var events = 0
-    }
-    private let unsynced = Mutex(Unsynced())
+    /// Events committed without an fsync since the last one. Only changed on GRDB's writer queue,
+    /// right after the commit that changes it, so it stays in step with the commits themselves.
+    private let unsynced = Mutex(0)
 
     /// Opens (creating and migrating as needed) `journal.sqlite` in `directory`.
     public init(directory: String) throws(JournalError) {
@@ -70,10 +69,29 @@ public final class Journal: Sendable {
     ///
     /// The write is not cancelled with the calling task: what the bridge decided to record (a
     /// session ending at shutdown, say) is recorded, and a cancellation is never mistaken for a
-    /// failing disk.
+    /// failing disk. Its commit is synchronous, so its fsync also makes every earlier deferred
+    /// commit durable.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
+        try await writeUncancellable { db in
+            var value: T?
+            try db.inTransaction {
+                value = try body(db)
+                return .commit
+            }
+            return value!
+        }
+    }
+
+    /// Runs `body` on the writer connection, outside any transaction, not cancelled with the
+    /// calling task; on success the deferred commits count as synced (every caller ends with an
+    /// fsync of the WAL: a synchronous commit or a checkpoint).
+    private func writeUncancellable<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
-            pool.asyncWrite(body) { _, result in continuation.resume(returning: result) }
+            pool.asyncWriteWithoutTransaction { [self] db in
+                let result = Result { try body(db) }
+                if case .success = result { unsynced.withLock { $0 = 0 } }
+                continuation.resume(returning: result)
+            }
         }
         switch result {
         case .success(let value): return value
@@ -86,15 +104,9 @@ public final class Journal: Sendable {
     /// becomes synchronous once ``maximumUnsyncedEvents`` events are waiting for an fsync.
     /// `events` is how many events the transaction stores.
     func write<T: Sendable>(_ durability: Durability, events: Int, _ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
-        let deferred = durability == .deferred && unsynced.withLock { $0.events + events <= Self.maximumUnsyncedEvents }
-        guard deferred else {
-            let result = try await write(body)
-            unsynced.withLock { $0 = Unsynced() }
-            return result
-        }
-        let result = try writeDeferredNow(body)
-        unsynced.withLock { $0.events += events }
-        return result
+        let deferred = durability == .deferred && unsynced.withLock { $0 + events <= Self.maximumUnsyncedEvents }
+        guard deferred else { return try await write(body) }
+        return try writeDeferredNow(events: events, body)
     }
 
     /// A deferred commit, on the calling thread: it does not wait for the disk (no fsync), so it
@@ -102,7 +114,7 @@ public final class Journal: Sendable {
     /// it is on the live status path. It can wait behind a synchronous commit already in progress
     /// (one fsync). Synchronous commits go through GRDB's async API and never block the caller's
     /// thread.
-    private func writeDeferredNow<T>(_ body: (Database) throws -> T) throws(JournalError) -> T {
+    private func writeDeferredNow<T>(events: Int, _ body: (Database) throws -> T) throws(JournalError) -> T {
         do {
             return try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
@@ -112,6 +124,7 @@ public final class Journal: Sendable {
                     value = try body(db)
                     return .commit
                 }
+                unsynced.withLock { $0 += events }
                 return value!
             }
         } catch {
@@ -120,18 +133,13 @@ public final class Journal: Sendable {
     }
 
     /// How many committed events wait for an fsync now.
-    var unsyncedEvents: Int { unsynced.withLock { $0.events } }
+    var unsyncedEvents: Int { unsynced.withLock { $0 } }
 
     /// Makes the deferred commits durable, if there are any (a WAL checkpoint fsyncs the WAL
     /// first). The daemon's main loop calls it on each pass, at most 5 s apart.
     public func syncDeferred() async throws(JournalError) {
-        guard unsynced.withLock({ $0.events > 0 }) else { return }
-        do {
-            try await pool.writeWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
-        } catch {
-            throw .writeFailed("\(error)")
-        }
-        unsynced.withLock { $0 = Unsynced() }
+        guard unsynced.withLock({ $0 > 0 }) else { return }
+        try await writeUncancellable { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
     }
 
     /// Runs `body` on a read-only snapshot.
