@@ -192,15 +192,40 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
+    /// A protocol text (a decoded `char[N]` field or alarm detail, one code point per byte, as
+    /// `ITBProtocol` decodes them) as a JSON string: every code point outside 0x20–0x7E is written
+    /// `\u00XX` of its byte (PROTOCOL.md §7), so `43 50 01 58 E9` reads `"CP\u0001X\u00e9"`.
+    public mutating func protocolText(_ value: String) {
+        separate()
+        writeEscaped(value.unicodeScalars.lazy.map { $0.value <= 0xFF ? UInt8($0.value) : UInt8(ascii: "?") })
+        needsComma = true
+    }
+
     /// A time in ms since the epoch as RFC 3339 UTC with milliseconds; `null` when `0` and
-    /// `absentWhenZero` (the protocol's "absent").
+    /// `absentWhenZero` (the protocol's "absent"), and `null` when RFC 3339 cannot show it
+    /// (outside ``RFC3339/representable``): never a plausible-looking wrong date. Use
+    /// ``timeField(_:ms:absentWhenZero:)`` for a keyed field, which also keeps the raw value.
     public mutating func time(ms: Int64, absentWhenZero: Bool = true) {
         if ms == 0 && absentWhenZero { return null() }
+        guard RFC3339.representable.contains(ms) else { return null() }
         separate()
         bytes.append(UInt8(ascii: "\""))
         RFC3339.append(ms: ms, to: &bytes)
         bytes.append(UInt8(ascii: "\""))
         needsComma = true
+    }
+
+    /// `"<key>": <time>` for a time field: the RFC 3339 string; `null` when absent (0, with
+    /// `absentWhenZero`); and for a value outside years 0001–9999, which RFC 3339 cannot show,
+    /// `null` followed by `"<key>_raw"` with the integer, so the value is kept but never shown as a
+    /// plausible wrong date (PROTOCOL.md §7).
+    public mutating func timeField(_ key: StaticString, ms: Int64, absentWhenZero: Bool = true) {
+        self.key(key)
+        time(ms: ms, absentWhenZero: absentWhenZero)
+        if !(ms == 0 && absentWhenZero) && !RFC3339.representable.contains(ms) {
+            self.key(key, suffix: "_raw")
+            int(ms)
+        }
     }
 
     private static let hex: StaticString = "0123456789abcdef"

@@ -90,13 +90,13 @@ public enum MessageJSON {
         json.key("pump_model"); json.string(bytes: v.pumpModelBytes)
         json.key("pump_serial"); json.string(bytes: v.pumpSerialBytes)
         json.key("reservoir_capacity_ul"); json.int(v.reservoirCapacityUL)
-        json.key("implant_date"); json.time(ms: v.implantDateMs)
+        json.timeField("implant_date", ms: v.implantDateMs)
         enumeration("battery_state", v.batteryState, into: &json)
-        json.key("eri_date"); json.time(ms: v.eriDateMs)
+        json.timeField("eri_date", ms: v.eriDateMs)
     }
 
     static func write(_ v: PumpStatusView, into json: inout JSONWriter) {
-        json.key("device_time"); json.time(ms: v.deviceTimeMs)
+        json.timeField("device_time", ms: v.deviceTimeMs)
         enumeration("pump_state", v.pumpState, into: &json)
         enumeration("dosing_mode", v.dosingMode, into: &json)
         json.key("daily_dose_ug"); json.tenths(v.dailyDoseUgX10)
@@ -129,17 +129,17 @@ public enum MessageJSON {
     }
 
     static func write(_ v: ReservoirView, into json: inout JSONWriter) {
-        json.key("device_time"); json.time(ms: v.deviceTimeMs)
+        json.timeField("device_time", ms: v.deviceTimeMs)
         json.key("volume_ul"); json.tenths(v.volumeULX10)
         json.key("capacity_ul"); json.int(v.capacityUL)
         json.key("low_reservoir_threshold_ul"); json.int(v.lowReservoirThresholdUL)
         enumeration("volume_source", v.volumeSource, into: &json)
-        json.key("last_refill_time"); json.time(ms: v.lastRefillTimeMs)
+        json.timeField("last_refill_time", ms: v.lastRefillTimeMs)
         json.key("delivered_since_refill_ul"); json.tenths(v.deliveredSinceRefillULX10)
     }
 
     static func write(_ v: DoseProgramView, into json: inout JSONWriter) {
-        json.key("device_time"); json.time(ms: v.deviceTimeMs)
+        json.timeField("device_time", ms: v.deviceTimeMs)
         enumeration("mode", v.mode, into: &json)
         json.key("daily_dose_ug"); json.tenths(v.dailyDoseUgX10)
         json.key("patient_bolus_dose_ug"); json.tenths(v.patientBolusDoseUgX10)
@@ -169,7 +169,7 @@ public enum MessageJSON {
     }
 
     static func write(_ v: RefillView, into json: inout JSONWriter) {
-        json.key("refill_time"); json.time(ms: v.refillTimeMs)
+        json.timeField("refill_time", ms: v.refillTimeMs)
         json.key("concentration_ug_per_ml"); json.int(v.concentrationUgPerML)
         json.key("volume_filled_ul"); json.int(v.volumeFilledUL)
         json.key("expected_residual_ul"); json.int(v.expectedResidualUL)
@@ -185,7 +185,7 @@ public enum MessageJSON {
         json.key("code_raw"); json.int(code.rawValue)
         enumeration("priority", v.priority, into: &json)
         enumeration("transition", v.transition, into: &json)
-        json.key("onset_time"); json.time(ms: v.onsetTimeMs)
+        json.timeField("onset_time", ms: v.onsetTimeMs)
         json.key("detail"); json.string(bytes: v.detailBytes)
     }
 
@@ -210,7 +210,7 @@ public enum MessageJSON {
     }
 
     static func write(_ v: HostHeartbeatView, into json: inout JSONWriter) {
-        json.key("host_time"); json.time(ms: v.hostTimeMs)
+        json.timeField("host_time", ms: v.hostTimeMs)
         json.key("uptime_s"); json.int(v.uptimeS)
     }
 }

@@ -3,6 +3,11 @@
 /// The calendar arithmetic is Howard Hinnant's `civil_from_days`, exact for the proleptic
 /// Gregorian calendar over the whole `Int64` millisecond range this protocol can carry.
 public enum RFC3339 {
+    /// The instants RFC 3339 can show as four-digit years: 0001-01-01T00:00:00.000Z through
+    /// 9999-12-31T23:59:59.999Z, in ms since the epoch. Year 0000, which the grammar allows but
+    /// many parsers refuse, is left out. A time outside is rendered `null` with its raw value.
+    public static let representable: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
+
     /// Appends the timestamp for `ms` milliseconds since the Unix epoch to `bytes`.
     public static func append(ms: Int64, to bytes: inout [UInt8]) {
         let (days, msOfDay) = floorDivide(ms, 86_400_000)

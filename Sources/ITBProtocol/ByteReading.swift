@@ -18,8 +18,20 @@ extension UnsafeRawBufferPointer {
 }
 
 extension String {
-    /// A string from protocol ASCII bytes; bytes outside ASCII are kept as U+FFFD rather than lost.
+    /// A string from protocol text bytes (`char[N]`, alarm detail). Every byte is kept as the
+    /// code point of the same value (ISO 8859-1 is a 1:1 byte-to-code-point mapping), so a byte
+    /// outside ASCII survives the round trip through ``protocolBytes`` and is rendered escaped as
+    /// `\u00XX` (PROTOCOL.md §1, §7) instead of becoming U+FFFD.
     init(protocolASCII bytes: UnsafeRawBufferPointer) {
-        self = String(decoding: bytes, as: UTF8.self)
+        var scalars = String.UnicodeScalarView()
+        for byte in bytes { scalars.append(Unicode.Scalar(byte)) }
+        self = String(scalars)
+    }
+
+    /// The protocol bytes of a text field: each code point up to U+00FF is its byte (the inverse
+    /// of `init(protocolASCII:)`); a code point above U+00FF, which no decoded field holds, is
+    /// sent as `?`.
+    public var protocolBytes: [UInt8] {
+        unicodeScalars.map { $0.value <= 0xFF ? UInt8($0.value) : UInt8(ascii: "?") }
     }
 }

@@ -65,9 +65,10 @@ public struct PayloadWriter: Sendable {
         bytes.append(contentsOf: repeatElement(0, count: count))
     }
 
-    /// Appends a fixed-width ASCII field: the string's UTF-8 bytes cut to `width`, NUL-padded.
+    /// Appends a fixed-width text field: the string's protocol bytes (``Swift/String/protocolBytes``,
+    /// one byte per code point) cut to `width`, NUL-padded.
     public mutating func writeASCII(_ string: String, width: Int) {
-        let utf8 = Array(string.utf8.prefix(width))
+        let utf8 = Array(string.protocolBytes.prefix(width))
         bytes.append(contentsOf: utf8)
         writeZeros(width - utf8.count)
     }

@@ -62,7 +62,7 @@ public struct Alarm: MessagePayload {
     }
 
     public func encode(into writer: inout PayloadWriter) {
-        let detailBytes = Array(detail.utf8.prefix(Self.maximumDetailLength))
+        let detailBytes = Array(detail.protocolBytes.prefix(Self.maximumDetailLength))
         writer.write(onsetTimeMs)
         writer.write(alarmID)
         writer.write(code.rawValue)

@@ -153,7 +153,7 @@ MAX_DETAIL_LENGTH = 64  # §5 ALARM: "0–64 (more: rejected as short)"
 
 
 def char_field(text, size):
-    raw = text.encode("ascii") if isinstance(text, str) else bytes(text)
+    raw = text.encode("latin-1") if isinstance(text, str) else bytes(text)
     if len(raw) > size:
         raise ValueError(f"{text!r} does not fit char[{size}]")
     return raw + bytes(size - len(raw))
@@ -210,7 +210,7 @@ def enc_refill(m):
 
 
 def enc_alarm(m, detail_length=None):
-    detail = m["detail"].encode("ascii") if isinstance(m["detail"], str) else bytes(m["detail"])
+    detail = m["detail"].encode("latin-1") if isinstance(m["detail"], str) else bytes(m["detail"])
     if detail_length is None:
         detail_length = len(detail)
     return (struct.pack("<qIHBBB", m["onset_time_ms"], m["alarm_id"], m["code"], m["priority"],
@@ -379,11 +379,22 @@ def payload_is_short(msg_type, p):
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
+# RFC 3339 shows years 0001-9999 only; a time outside renders as null with its raw value (§7).
+TIME_MIN_MS = -62_135_596_800_000
+TIME_MAX_MS = 253_402_300_799_999
+
+
 def render_time(ms):
-    if ms == 0:
+    if ms == 0 or not TIME_MIN_MS <= ms <= TIME_MAX_MS:
         return None
     dt = EPOCH + datetime.timedelta(milliseconds=ms)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
+
+
+def put_time(out, field, ms):
+    out[field] = render_time(ms)
+    if ms != 0 and not TIME_MIN_MS <= ms <= TIME_MAX_MS:
+        out[field + "_raw"] = ms
 
 
 def render_x10(raw):
@@ -416,8 +427,8 @@ def render_fields(msg_type, m):
         out["programmer_serial"] = m["programmer_serial"]
         out["hardware_model"] = m["hardware_model"]
     elif msg_type == T_PUMP_SESSION:
-        out["implant_date"] = render_time(m["implant_date_ms"])
-        out["eri_date"] = render_time(m["eri_date_ms"])
+        put_time(out, "implant_date", m["implant_date_ms"])
+        put_time(out, "eri_date", m["eri_date_ms"])
         out["reservoir_capacity_ul"] = m["reservoir_capacity_ul"]
         out["manufacturer_code"] = m["manufacturer_code"]
         put_enum(out, "event", m["event"], SESSION_EVENT)
@@ -425,7 +436,7 @@ def render_fields(msg_type, m):
         out["pump_model"] = m["pump_model"]
         out["pump_serial"] = m["pump_serial"]
     elif msg_type == T_PUMP_STATUS:
-        out["device_time"] = render_time(m["device_time_ms"])
+        put_time(out, "device_time", m["device_time_ms"])
         out["daily_dose_ug"] = render_x10(m["daily_dose_ug_x10"])
         out["concentration_ug_per_ml"] = m["concentration_ug_per_ml"]
         out["active_alarm_mask"] = m["active_alarm_mask"]
@@ -435,15 +446,15 @@ def render_fields(msg_type, m):
         link = m["link_quality_pct"]
         out["link_quality_pct"] = None if link == 255 else link
     elif msg_type == T_RESERVOIR:
-        out["device_time"] = render_time(m["device_time_ms"])
-        out["last_refill_time"] = render_time(m["last_refill_time_ms"])
+        put_time(out, "device_time", m["device_time_ms"])
+        put_time(out, "last_refill_time", m["last_refill_time_ms"])
         out["volume_ul"] = render_x10(m["volume_ul_x10"])
         out["capacity_ul"] = m["capacity_ul"]
         out["low_reservoir_threshold_ul"] = m["low_reservoir_threshold_ul"]
         out["delivered_since_refill_ul"] = render_x10(m["delivered_since_refill_ul_x10"])
         put_enum(out, "volume_source", m["volume_source"], VOLUME_SOURCE)
     elif msg_type == T_DOSE_PROGRAM:
-        out["device_time"] = render_time(m["device_time_ms"])
+        put_time(out, "device_time", m["device_time_ms"])
         out["daily_dose_ug"] = render_x10(m["daily_dose_ug_x10"])
         out["patient_bolus_dose_ug"] = render_x10(m["patient_bolus_dose_ug_x10"])
         out["patient_bolus_lockout_min"] = m["patient_bolus_lockout_min"]
@@ -458,7 +469,7 @@ def render_fields(msg_type, m):
              "dose_ug": render_x10(b["dose_ug_x10"])}
             for b in m["periodic_boluses"]]
     elif msg_type == T_REFILL:
-        out["refill_time"] = render_time(m["refill_time_ms"])
+        put_time(out, "refill_time", m["refill_time_ms"])
         out["concentration_ug_per_ml"] = m["concentration_ug_per_ml"]
         out["volume_filled_ul"] = m["volume_filled_ul"]
         out["expected_residual_ul"] = m["expected_residual_ul"]
@@ -470,7 +481,7 @@ def render_fields(msg_type, m):
         out["code_raw"] = m["code"]
         put_enum(out, "priority", m["priority"], ALARM_PRIORITY)
         put_enum(out, "transition", m["transition"], ALARM_TRANSITION)
-        out["onset_time"] = render_time(m["onset_time_ms"])
+        put_time(out, "onset_time", m["onset_time_ms"])
         detail = m["detail"]
         if isinstance(detail, (bytes, bytearray)):
             detail = char_text(bytes(detail))
@@ -486,7 +497,7 @@ def render_fields(msg_type, m):
         put_enum(out, "acked_type", m["acked_type"], TYPE_NAMES)
         put_enum(out, "status", m["status"], ACK_STATUS)
     elif msg_type == T_HOST_HEARTBEAT:
-        out["host_time"] = render_time(m["host_time_ms"])
+        put_time(out, "host_time", m["host_time_ms"])
         out["uptime_s"] = m["uptime_s"]
     else:
         raise ValueError(f"no renderer for type 0x{msg_type:04x}")
@@ -827,6 +838,14 @@ def frame_vectors():
     trailing = bytes((i * 13 + 5) & 0xFF for i in range(MAX_PAYLOAD - 48))
     add("programmer_info_max_length_1024", T_PROGRAMMER_INFO, PROGRAMMER_INFO, 0,
         payload=enc_programmer_info(PROGRAMMER_INFO) + trailing)
+    # Extremes with valid CRCs (§1, §7): bytes outside 0x20-0x7E kept and shown escaped, times
+    # RFC 3339 cannot show rendered null with their raw value.
+    add("programmer_info_bytes_43_50_01_58_e9_kept", T_PROGRAMMER_INFO,
+        {**PROGRAMMER_INFO, "hardware_model": "CP\x01X\xe9"}, 1022)
+    add("alarm_detail_byte_b0_kept", T_ALARM, {**ALARM_LOW_RES, "alarm_id": 59, "detail": "T 38\xb0C"}, 1023)
+    add("pump_status_device_time_i64_min", T_PUMP_STATUS, {**PUMP_STATUS, "device_time_ms": -(2 ** 63)}, 1024)
+    add("reservoir_times_i64_max", T_RESERVOIR,
+        {**RESERVOIR, "device_time_ms": 2 ** 63 - 1, "last_refill_time_ms": 2 ** 63 - 1}, 1025)
     add("ack_stored", T_ACK, ACK, 500)
     add("ack_rejected", T_ACK, ACK_REJECTED, 501)
     add("ack_unknown_acked_type_and_status", T_ACK, ACK_UNKNOWN, 502)
