@@ -53,7 +53,7 @@ public struct BridgeDaemon: Service {
         } catch {
             logger.error("journal retention pruning failed", metadata: ["error": "\(error)"])
         }
-        let core = await BridgeCore(configuration: configuration, journal: journal, metrics: BridgeMetrics(), logger: logger, now: nowMs)
+        let core = BridgeCore(configuration: configuration, journal: journal, metrics: BridgeMetrics(), logger: logger, now: nowMs)
         let socket = try SocketPublisher(path: configuration.socketPath, mode: configuration.socketMode, group: configuration.socketGroup)
         let logger = self.logger
         let onReady = self.onReady
@@ -167,13 +167,13 @@ struct Ticker: Service {
                     } catch {
                         logger.error("journal: cannot sync deferred snapshot commits", metadata: ["error": "\(error)"])
                     }
-                    core.hub.nudgeIdle(after: .seconds(15))
+                    core.hub.keepAliveIdle(after: .seconds(15))
                     // Clients gone (cut off as lagged, say) leave their buffers free in the C
                     // heap; give that memory back rather than keep the peak for ever.
                     let current = core.hub.subscriberCount
                     if current < subscribers { _ = itb_release_free_memory() }
                     subscribers = current
-                    onStatus(await core.daemonStatus())
+                    onStatus(core.daemonStatus())
                     onTick()
                     if ContinuousClock.now - lastPrune > .seconds(86_400) {
                         lastPrune = ContinuousClock.now

@@ -86,6 +86,9 @@ public final class DeviceLink: Sendable {
         thread?.join()
     }
 
+    /// How early, as a fraction of the beat, a beat may be sent to ride on a read's wake-up.
+    static let beatSlack = 0.05
+
     private var isStopping: Bool { shared.withLock { $0.stopping } }
 
     private func run(readBufferSize: Int, beat: Duration?, _ handler: @Sendable (DeviceLinkEvent) -> Void) {
@@ -99,8 +102,12 @@ public final class DeviceLink: Sendable {
             case .publish(let state):
                 handler(.state(state))
             case .wait(let delay):
-                _ = wake.wait(timeout: delay)
-                actions += machine.retryDue()
+                if wake.wait(timeout: delay), !isStopping {
+                    // udev saw the device appear (``deviceAppeared()``): open now, backoff reset.
+                    actions += machine.deviceAppeared()
+                } else {
+                    actions += machine.retryDue()
+                }
             case .open:
                 let port: SerialPort
                 do {
@@ -131,9 +138,10 @@ public final class DeviceLink: Sendable {
         }
     }
 
-    /// Reads until the device goes (returns the cause) or the link stops (returns nil), beating at
-    /// most every `beat`, and early (from half of it) right after a read, so that beats ride on the
-    /// wake-ups that arriving data causes instead of adding their own.
+    /// Reads until the device goes (returns the cause) or the link stops (returns nil), beating
+    /// once every `beat` (PROTOCOL.md §2.5: `HOST_HEARTBEAT` once a second, whatever the
+    /// programmer's own rate). A beat due within ``beatSlack`` of a read rides on that read's
+    /// wake-up instead of adding its own; it is never earlier than that.
     private func readUntilGone(_ port: SerialPort, _ buffer: UnsafeMutableRawBufferPointer, beat: Duration?,
                                _ handler: @Sendable (DeviceLinkEvent) -> Void) -> DisconnectCause? {
         var nextBeat = ContinuousClock.now
@@ -151,7 +159,7 @@ public final class DeviceLink: Sendable {
                 let n = try port.read(into: buffer, timeout: beat.map { _ in nextBeat - ContinuousClock.now })
                 if n > 0 {
                     handler(.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n])))
-                    if let beat { beatIfDue(within: beat / 2) }
+                    if let beat { beatIfDue(within: beat * Self.beatSlack) }
                 }
             } catch {
                 switch error {

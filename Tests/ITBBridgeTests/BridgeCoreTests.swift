@@ -25,7 +25,7 @@ struct BridgeCoreTests {
             #expect(device.lastSeenMs == BridgeCoreBench.t0)
             #expect(await bench.core.unidentifiedSessions().isEmpty)
             #expect(await bench.core.device("PGM-OTHER") == nil)
-            let deviceEvents = try await bench.core.journal.events(after: 0, types: ["device"])
+            let deviceEvents = try await bench.journal.events(after: 0, types: ["device"])
             #expect(deviceEvents.count == 1)
             #expect(deviceEvents.first?.device == "PGM-CORE-01")
         }

@@ -28,32 +28,6 @@ struct EventHubTests {
         return false
     }
 
-    private func isIdle(_ item: EventHub.Subscription.Item?) -> Bool {
-        if case .idle? = item { return true }
-        return false
-    }
-
-    /// `subscription.next()`, or nil if nothing comes within `timeout` (the subscription is then
-    /// cancelled so that the waiting call returns and the test does not hang).
-    private func next(_ subscription: EventHub.Subscription, within timeout: Duration = .seconds(5)) async -> EventHub.Subscription.Item? {
-        await withTaskGroup(of: EventHubTestOutcome.self) { group in
-            group.addTask { .item(await subscription.next()) }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return .timedOut
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            switch first {
-            case .item(let item):
-                return item
-            case .timedOut:
-                subscription.cancel()
-                return nil
-            }
-        }
-    }
-
     // MARK: fan-out and filters
 
     @Test("every subscriber receives every event, in publication order")
@@ -77,9 +51,13 @@ struct EventHubTests {
             for subscription in subscriptions {
                 group.addTask {
                     var ids: [Int64] = []
-                    while ids.count < count {
-                        guard case .event(let event) = await subscription.next() else { break }
-                        ids.append(event.id)
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    while ids.count < count, ContinuousClock.now < deadline {
+                        switch subscription.next() {
+                        case .event(let event)?: ids.append(event.id)
+                        case nil: await Task.yield()
+                        default: return ids
+                        }
                     }
                     return ids
                 }
@@ -172,67 +150,28 @@ struct EventHubTests {
         #expect(laggedCalls.value.withLock { $0 } == 1)
         #expect(fastIDs == (1...(capacity * 4)).map(Int64.init))
 
-        #expect(isLagged(await next(slow)))
-        #expect(isFinished(await next(slow)))
-        #expect(isFinished(await next(slow)))
+        #expect(isLagged(slow.next()))
+        #expect(isFinished(slow.next()))
+        #expect(isFinished(slow.next()))
         #expect(slow.poll() == nil)
     }
 
     // MARK: wake-ups
 
-    @Test("cancel wakes a waiting next() with finished, and cancel is idempotent")
-    func cancelWakesWaiter() async {
+    @Test("cancel ends the subscription: next() says finished, later events reach nobody, and cancel is idempotent")
+    func cancelFinishes() {
         let hub = EventHub(capacity: 16)
         let subscription = hub.subscribe(EventFilter())
         #expect(hub.subscriberCount == 1)
-        let waiter = Task { await self.next(subscription, within: .seconds(10)) }
-        try? await Task.sleep(for: .milliseconds(100))
+        #expect(subscription.next() == nil)
+        hub.publish(event(1))
         subscription.cancel()
-        #expect(isFinished(await waiter.value))
+        #expect(isFinished(subscription.next()))
         #expect(hub.subscriberCount == 0)
         subscription.cancel()
-        #expect(isFinished(await next(subscription)))
-        // Events published after the cancel reach nobody.
-        #expect(hub.publish(event(1)) == 0)
+        #expect(isFinished(subscription.next()))
+        #expect(hub.publish(event(2)) == 0)
         #expect(subscription.poll() == nil)
-    }
-
-    @Test("nudgeIdle wakes a subscriber that has waited long enough with idle, and the next event is not lost")
-    func nudgeIdleWakesLongWaiter() async {
-        let hub = EventHub(capacity: 16)
-        let subscription = hub.subscribe(EventFilter())
-        let done = EventHubTestBox(false)
-        let waiter = Task {
-            let item = await self.next(subscription, within: .seconds(10))
-            done.value.withLock { $0 = true }
-            return item
-        }
-        // Nudge until the waiter, once registered and older than 1 ms, is woken.
-        var attempts = 0
-        while !done.value.withLock({ $0 }), attempts < 500 {
-            try? await Task.sleep(for: .milliseconds(10))
-            hub.nudgeIdle(after: .milliseconds(1))
-            attempts += 1
-        }
-        #expect(isIdle(await waiter.value))
-
-        hub.publish(event(7))
-        #expect(eventID(await next(subscription)) == 7)
-        hub.publish(event(8))
-        hub.publish(event(9))
-        #expect(eventID(await next(subscription)) == 8)
-        #expect(eventID(await next(subscription)) == 9)
-    }
-
-    @Test("nudgeIdle leaves a subscriber that has not waited that long alone: it gets the event")
-    func nudgeIdleSparesRecentWaiter() async {
-        let hub = EventHub(capacity: 16)
-        let subscription = hub.subscribe(EventFilter())
-        let waiter = Task { await self.next(subscription, within: .seconds(10)) }
-        try? await Task.sleep(for: .milliseconds(50))
-        hub.nudgeIdle(after: .seconds(3600))
-        hub.publish(event(3))
-        #expect(eventID(await waiter.value) == 3)
     }
 
     // MARK: scale
@@ -254,12 +193,6 @@ struct EventHubTests {
         for subscription in subscriptions { subscription.cancel() }
         #expect(hub.subscriberCount == 0)
     }
-}
-
-/// What waiting for the next item of a subscription ended with.
-private enum EventHubTestOutcome: Sendable {
-    case item(EventHub.Subscription.Item)
-    case timedOut
 }
 
 /// A value shared with callbacks and tasks.

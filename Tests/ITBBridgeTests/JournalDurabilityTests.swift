@@ -6,8 +6,8 @@ import Testing
 /// after a power cut loses commits that had not been fsynced.
 @Suite("Journal durability classes")
 struct JournalDurabilityTests {
-    private static func history(_ n: Int) -> JournalOp {
-        .history(device: "PGM-1", kind: "status", deviceTimeMs: nil, data: "{\"n\":\(n)}")
+    private static func snapshot(_ n: Int) -> JournalOp {
+        .snapshot(device: "PGM-1", kind: .status, deviceTimeMs: nil, data: "{\"n\":\(n)}")
     }
 
     @Test("a batch of snapshots only is committed without an fsync; any other op, or the unsynced bound, makes the commit synchronous and syncs what came before")
@@ -15,14 +15,14 @@ struct JournalDurabilityTests {
         let directory = try ScratchDirectory("durability")
         defer { directory.remove() }
         let journal = try Journal(directory: directory.path)
-        _ = try await journal.commit([Self.history(1), Self.history(2)], nowMs: 1)
+        _ = try await journal.commit([Self.snapshot(1), Self.snapshot(2)], nowMs: 1)
         #expect(journal.unsyncedEvents == 2)
-        _ = try await journal.commit([Self.history(3), .event(device: "PGM-1", type: "device", data: "{}")], nowMs: 2)
+        _ = try await journal.commit([Self.snapshot(3), .event(device: "PGM-1", type: .device, data: "{}")], nowMs: 2)
         #expect(journal.unsyncedEvents == 0, "a batch with anything but snapshots is synchronous, and its fsync covers the earlier ones")
 
         var most = 0
         for n in 0..<(Journal.maximumUnsyncedEvents + 50) {
-            _ = try await journal.commit([Self.history(n)], nowMs: 3)
+            _ = try await journal.commit([Self.snapshot(n)], nowMs: 3)
             most = max(most, journal.unsyncedEvents)
         }
         #expect(most == Journal.maximumUnsyncedEvents, "never more than the bound wait for an fsync")
@@ -41,7 +41,7 @@ struct JournalDurabilityTests {
         let journal = try Journal(directory: directory.path)
         let synchronous = { try journal.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } }
         #expect(try synchronous() == 2, "FULL at open, whatever GRDB's WAL set-up chose")
-        _ = try await journal.commit([Self.history(1)], nowMs: 1)
+        _ = try await journal.commit([Self.snapshot(1)], nowMs: 1)
         #expect(journal.unsyncedEvents == 1)
         #expect(try synchronous() == 2, "back to FULL after a deferred commit")
     }
@@ -51,11 +51,11 @@ struct JournalDurabilityTests {
         let directory = try ScratchDirectory("id-gap")
         defer { directory.remove() }
         var journal = try Journal(directory: directory.path)
-        _ = try await journal.commit([Self.history(1), Self.history(2)], nowMs: 1)
+        _ = try await journal.commit([Self.snapshot(1), Self.snapshot(2)], nowMs: 1)
         #expect(try await journal.latestEventID() == 2, "a new journal starts at 1")
         journal = try Journal(directory: directory.path)
-        let results = try await journal.commit([Self.history(3)], nowMs: 2)
-        guard case .event(let event) = results.first else {
+        let results = try await journal.commit([Self.snapshot(3)], nowMs: 2)
+        guard let event = results.first?.events.first else {
             Issue.record("a snapshot yields an event")
             return
         }

@@ -80,7 +80,7 @@ struct JournalTests {
     @Test("event ids strictly increase in commit order, and subscribers see the same ids in the same order")
     func eventIDsIncrease() async throws {
         try await withJournalBench { bench async throws in
-            let subscription = bench.core.hub.subscribe(EventFilter())
+            let subscription = bench.core.queries.subscribe(EventFilter())
             await bench.identify()
             _ = await bench.receive([bench.status(), bench.alarm(id: 10, code: .lowReservoir)])
             bench.clock.advance(by: 1_000)

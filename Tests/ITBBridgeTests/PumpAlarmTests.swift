@@ -93,7 +93,7 @@ struct PumpAlarmTests {
     func retransmissionStoredOnce() async throws {
         try await withPumpAlarmBench { bench async throws in
             await bench.identify()
-            let subscription = bench.core.hub.subscribe(EventFilter(types: ["alarm"]))
+            let subscription = bench.core.queries.subscribe(EventFilter(types: ["alarm"]))
             let first = await bench.receive([bench.alarm(id: 9, code: .motorStall, priority: .high)])
             #expect(first.map(\.status) == [.stored])
             let firstSequence = bench.lastSequence
@@ -187,7 +187,7 @@ struct PumpAlarmTests {
             await bench.identify()
             _ = await bench.receive([bench.alarm(id: 30, code: .eri, priority: .low)])
             let alarm = try #require(try await bench.allAlarms().first)
-            let subscription = bench.core.hub.subscribe(EventFilter(types: ["alarm"]))
+            let subscription = bench.core.queries.subscribe(EventFilter(types: ["alarm"]))
             bench.clock.advance(by: 60_000)
 
             let outcome = try await bench.core.acknowledge(alarm: alarm.id, uid: 1001)

@@ -11,7 +11,8 @@ public struct BridgeRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The client connection.
     public let channel: any Channel
-    /// Request bodies above this size are refused with 413.
+    /// Hummingbird's default bound for decoding request bodies; the routes that read a body bound
+    /// it by the configured `max_request_body_bytes` (413 above it).
     public let maxUploadSize: Int
 
     public init(source: ApplicationRequestContextSource) {

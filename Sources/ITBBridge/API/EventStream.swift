@@ -24,7 +24,7 @@ enum EventStream {
             """)
     }
 
-    static func response(request: Request, context: BridgeRequestContext, core: BridgeCore) async throws -> Response {
+    static func response(request: Request, context: BridgeRequestContext, core: BridgeQueries) async throws -> Response {
         let query = request.uri.queryParameters
         let device = query.get("device")
         var typeFilter: Set<String>?
@@ -47,12 +47,12 @@ enum EventStream {
         let types = typeFilter
         let resumeAfter = lastEventID
         let channel = context.channel
-        let subscription = core.hub.subscribe(filter) {
+        let subscription = core.subscribe(filter) {
             // Lagged: give the handler a moment to send `lagged`, then close the connection even
             // if the client has stopped reading (its pending write then fails and ends the handler).
             channel.eventLoop.scheduleTask(in: laggedGrace) { channel.close(promise: nil) }
         }
-        let journal = core.journal
+        let queries = core
         // Next to the socket before the response head goes out, so that it sees the head.
         let writer = SSESocketWriter()
         let socketWriter = (try? await channel.pipeline.addHandler(writer, position: .first).get()).map { writer }
@@ -66,7 +66,7 @@ enum EventStream {
                     if let start = resumeAfter {
                         var cursor = start
                         while true {
-                            let page = try await journal.events(after: cursor, device: device, types: types, limit: 1000)
+                            let page = try await queries.events(after: cursor, device: device, types: types, limit: 1000)
                             for event in page {
                                 try await writer.write(PublishedEvent(event).sse)
                                 cursor = event.id
@@ -77,9 +77,9 @@ enum EventStream {
                     }
                     // Caught up: from now on the hub writes each event straight into this
                     // connection on its event loop (SSEChannelSink), after what is still queued.
-                    let sink = SSEChannelSink(channel: channel, socketWriter: socketWriter, lastSent: lastSent, capacity: core.hub.capacity, grace: laggedGrace,
+                    let sink = SSEChannelSink(channel: channel, socketWriter: socketWriter, lastSent: lastSent, capacity: core.subscriberCapacity, grace: laggedGrace,
                                               onEnd: { subscription.cancel() })
-                    let hub = core.hub
+                    let hub = core
                     let attached = try await channel.eventLoop.submit { () -> Bool in
                         guard let queued = hub.attach(subscription, to: sink) else { return false }
                         for event in queued { sink.deliver(event) }
@@ -87,9 +87,9 @@ enum EventStream {
                     }.get()
                     if attached {
                         try await sink.finished.get()
-                    } else if case .lagged = await subscription.next() {
+                    } else if case .lagged? = subscription.next() {
                         // Fell behind while catching up from the journal.
-                        try await writer.write(laggedEvent(capacity: core.hub.capacity, lastSent: lastSent))
+                        try await writer.write(laggedEvent(capacity: core.subscriberCapacity, lastSent: lastSent))
                     }
                     subscription.cancel()
                     try await writer.finish(nil)

@@ -4,7 +4,7 @@ import ITBJSON
 import ITBProtocol
 import NIOCore
 
-/// The HTTP API (`docs/API.md`, `GET /v1/openapi.json`): read-only views of the bridge's state,
+/// The HTTP API (`the OpenAPI document, `Resources/openapi.json``, `GET /v1/openapi.json`): read-only views of the bridge's state,
 /// alarm acknowledgement (which changes nothing on any pump), live events, metrics.
 public enum BridgeRoutes {
     /// The daemon's version, reported by `/v1/health`.
@@ -12,18 +12,24 @@ public enum BridgeRoutes {
 
     /// Builds the router over `core`.
     public static func router(core: BridgeCore) -> Router<BridgeRequestContext> {
+        router(queries: core.queries)
+    }
+
+    /// Builds the router over the bridge's query interface.
+    public static func router(queries: BridgeQueries) -> Router<BridgeRequestContext> {
+        let core = queries
         let router = Router(context: BridgeRequestContext.self)
         router.middlewares.add(JSONErrorMiddleware())
 
         router.get("/v1/health") { _, _ in
-            let database = await core.journal.healthCheck()
-            let journalHealthy = await core.journalHealthy
-            let devices = await core.deviceStates()
+            let database = await core.journalAnswers()
+            let journalHealthy = core.journalHealthy
+            let devices = core.deviceStates()
             let connected = devices.filter { if case .connected = $0.link { true } else { false } }.count
-            let uptimeMs = core.now() - core.startedAtMs
+            let uptimeMs = core.nowMs() - core.startedAtMs
             // The newest event id: where a client that has seen nothing yet resumes from
             // (`itbctl watch` opens its stream with it as Last-Event-ID, so no event is missed).
-            let lastEventID = try? await core.journal.latestEventID()
+            let lastEventID = try? await core.latestEventID()
             return json { json in
                 json.beginObject()
                 json.key("status"); json.string(database && journalHealthy ? "ok" : "degraded")
@@ -32,18 +38,18 @@ public enum BridgeRoutes {
                 json.key("uptime_s"); json.int(uptimeMs / 1000)
                 json.key("started_at"); json.time(ms: core.startedAtMs)
                 json.key("database_ok"); json.bool(database && journalHealthy)
-                json.key("journal"); json.string(core.journal.path)
+                json.key("journal"); json.string(core.journalPath)
                 json.key("devices_connected"); json.int(connected)
                 json.key("devices_known"); json.int(devices.count)
-                json.key("subscribers"); json.int(core.hub.subscriberCount)
+                json.key("subscribers"); json.int(core.subscriberCount)
                 json.key("last_event_id"); if let lastEventID { json.int(lastEventID) } else { json.null() }
                 json.endObject()
             }
         }
 
         router.get("/v1/devices") { _, _ in
-            let devices = await core.deviceStates()
-            let unidentified = await core.unidentifiedSessions()
+            let devices = core.deviceStates()
+            let unidentified = core.unidentifiedSessions()
             return json { json in
                 json.beginObject()
                 json.key("devices")
@@ -111,7 +117,7 @@ public enum BridgeRoutes {
                 return n
             } ?? 1000
             let device = query.get("device")
-            let alarms = try await journalCall { try await core.journal.alarms(active: active, device: device, sinceEventID: since, limit: limit) }
+            let alarms = try await journalCall { try await core.alarms(active: active, device: device, sinceEventID: since, limit: limit) }
             return json { json in
                 json.beginObject()
                 json.key("alarms")
@@ -124,7 +130,7 @@ public enum BridgeRoutes {
 
         router.get("/v1/alarms/:alarm") { _, context in
             let id = try alarmID(context)
-            guard let (alarm, transitions) = try await journalCall({ try await core.journal.alarm(id: id) }) else {
+            guard let (alarm, transitions) = try await journalCall({ try await core.alarm(id: id) }) else {
                 throw APIError(.notFound, "unknown_alarm", "no alarm with id \(id)")
             }
             return json { json in
@@ -148,7 +154,12 @@ public enum BridgeRoutes {
         router.post("/v1/alarms/:alarm/acknowledge") { request, context in
             let id = try alarmID(context)
             // No body is needed; one that is sent must be small (and is otherwise ignored).
-            _ = try await request.body.collect(upTo: context.maxUploadSize)
+            let limit = core.configuration.maxRequestBodyBytes
+            do {
+                _ = try await request.body.collect(upTo: limit)
+            } catch let error as HTTPError where error.status == .contentTooLarge {
+                throw APIError(.contentTooLarge, "body_too_large", "request body too large (limit \(limit) bytes, max_request_body_bytes)")
+            }
             guard let uid = await context.peerUID() else {
                 throw APIError(.forbidden, "no_peer_credentials", "acknowledging needs a Unix-socket client whose uid the kernel can tell")
             }
@@ -171,7 +182,7 @@ public enum BridgeRoutes {
             Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
-                body: .init(byteBuffer: ByteBuffer(bytes: core.metrics.render())))
+                body: .init(byteBuffer: ByteBuffer(bytes: core.metricsText())))
         }
 
         router.get("/v1/openapi.json") { _, _ in
@@ -194,9 +205,9 @@ public enum BridgeRoutes {
             body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
     }
 
-    static func knownDevice(_ core: BridgeCore, _ context: BridgeRequestContext) async throws -> DeviceState {
+    static func knownDevice(_ core: BridgeQueries, _ context: BridgeRequestContext) async throws -> DeviceState {
         let id = try context.parameters.require("id")
-        guard let device = await core.device(id) else { throw APIError.unknownDevice(id) }
+        guard let device = core.device(id) else { throw APIError.unknownDevice(id) }
         return device
     }
 

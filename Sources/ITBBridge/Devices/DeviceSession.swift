@@ -1,4 +1,3 @@
-import Dispatch
 import ITBCapture
 public import ITBProtocol
 public import ITBSerial
@@ -7,12 +6,13 @@ import Synchronization
 
 /// One followed programmer path: its serial link, its decoder, and its conversation with the core.
 ///
-/// The link's thread decodes each read in place and hands the batch of owned messages to this
-/// session's consumer task, in order, through a bounded hand-off: when the core falls behind, the
-/// link thread waits and the kernel buffers the serial data, so nothing is dropped. The consumer
-/// passes each batch to ``BridgeCore`` and writes the `ACK`s it returns, which the core produces
-/// only after the batch's journal commit. The link thread itself sends `HOST_HEARTBEAT` on the
-/// link's beat while connected, so an idle session costs no timer of its own.
+/// The live path has one thread hop before the subscribers' event loops: the link's thread reads
+/// the bytes, decodes them in place, and hands the batch of owned messages straight to the core's
+/// step (``BridgeCore/receiveNow(_:_:counters:)``: rules, journal commit, publish in id order),
+/// then writes the `ACK`s the core returns, which it produces only after the batch's commit.
+/// While the core commits (an fsync for an alarm), this thread waits and the kernel buffers the
+/// serial data, so nothing is dropped. The link thread also sends `HOST_HEARTBEAT` on the link's
+/// beat while connected, so an idle session costs no timer of its own.
 ///
 /// Read-only towards therapy: the only frames this session ever writes are `ACK` and
 /// `HOST_HEARTBEAT`.
@@ -22,17 +22,14 @@ public final class DeviceSession: Sendable {
     private let core: BridgeCore
     private let link: DeviceLink
     private let logger: Logger
+    /// Used only on the link's thread (the handler of ``DeviceLink/start(readBufferSize:beat:_:)``
+    /// runs there, one call at a time); the lock is uncontended and documents that.
     private let encoder = Mutex(FrameEncoder(firstSequence: 0))
     private let decoder = Mutex(FrameDecoder())
-    /// Batches handed over but not yet processed; the link thread waits above this.
-    private let inFlight = DispatchSemaphore(value: 64)
-    private let stopping = Atomic<Bool>(false)
     private let capture: CaptureFileWriter?
-
-    private enum Item: Sendable {
-        case state(LinkStateMachine.PublishedState)
-        case batch([ReceivedMessage], DecoderCounters)
-    }
+    /// Set when the session is stopping: the link's last state change (closed by us) is not a
+    /// lost link, and the session ends as `stopped` instead.
+    private let stopping = Atomic<Bool>(false)
 
     /// Creates a session for `path`; nothing runs until ``run()``. With `capture_dir` configured,
     /// every byte read and written is also recorded to rotating capture files there.
@@ -59,18 +56,19 @@ public final class DeviceSession: Sendable {
 
     /// Follows the device until the calling task is cancelled.
     public func run() async {
-        let sessionID = await core.openSession(path: path)
-        let (stream, continuation) = AsyncStream.makeStream(of: Item.self)
+        let sessionID = core.openSession(path: path)
         let now = core.now
         let startedAtMs = core.startedAtMs
+        let core = self.core
         link.start(beat: core.configuration.heartbeatInterval) { [self] event in
             switch event {
             case .state(let state):
+                guard !stopping.load(ordering: .acquiring) else { return }
                 if case .connected = state {
                     // A new connection: a partial frame and the sequence baseline are the old one's.
                     decoder.withLock { $0.resetStream() }
                 }
-                handOff(.state(state), continuation)
+                core.linkChangedNow(sessionID, to: state)
             case .beat:
                 let uptime = UInt32(clamping: (now() - startedAtMs) / 1000)
                 send(.hostHeartbeat(HostHeartbeat(hostTimeMs: now(), uptimeS: uptime)))
@@ -87,37 +85,23 @@ public final class DeviceSession: Sendable {
                     }
                     return decoder.counters
                 }
-                if !batch.isEmpty { handOff(.batch(batch, counters), continuation) }
-            }
-        }
-        await withTaskCancellationHandler {
-            for await item in stream {
-                inFlight.signal()
-                switch item {
-                case .state(let state):
-                    await core.linkChanged(sessionID, to: state)
-                case .batch(let messages, let counters):
-                    let acks = await core.receive(sessionID, messages, counters: counters)
-                    for ack in acks { send(.ack(Ack(ackedSequence: ack.sequence, alarmID: ack.alarmID, ackedType: .alarm, status: ack.status))) }
+                guard !batch.isEmpty else { return }
+                for ack in core.receiveNow(sessionID, batch, counters: counters) {
+                    send(.ack(Ack(ackedSequence: ack.sequence, alarmID: ack.alarmID, ackedType: .alarm, status: ack.status)))
                 }
             }
-        } onCancel: { [self] in
-            stopping.store(true, ordering: .relaxed)
-            continuation.finish()
         }
-        // The stream is finished and the tasks are done: stop the link thread (it may be waiting
-        // for room in the hand-off; `stopping` releases it).
+        // Wait for cancellation; the link thread does the work.
+        let (stopped, stop) = AsyncStream.makeStream(of: Never.self)
+        await withTaskCancellationHandler {
+            for await _ in stopped {}
+        } onCancel: {
+            stop.finish()
+        }
+        stopping.store(true, ordering: .releasing)
         link.stop()
         capture?.close()
         await core.closeSession(sessionID)
-    }
-
-    /// Hands an item to the consumer, waiting while 64 are already queued (back-pressure).
-    private func handOff(_ item: Item, _ continuation: AsyncStream<Item>.Continuation) {
-        while inFlight.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
-            if stopping.load(ordering: .relaxed) { return }
-        }
-        continuation.yield(item)
     }
 
     /// Encodes and writes one host frame; a failure is logged, not fatal (the programmer

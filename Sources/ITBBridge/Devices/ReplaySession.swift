@@ -1,4 +1,3 @@
-import Foundation
 import ITBCapture
 public import ITBProtocol
 public import Logging
@@ -20,15 +19,18 @@ public struct ReplaySession: Sendable {
         self.logger = logger
     }
 
-    /// Replays the whole file at full speed, then returns.
+    /// Replays the whole file at full speed, then returns. The file is read and decoded on a
+    /// worker thread that hands each batch straight to the core's step, so nothing queues up:
+    /// reading waits for the core. A read error ends the replay with an error in the log.
     public func run() async {
-        let sessionID = await core.openSession(path: "replay:" + path)
-        await core.linkChanged(sessionID, to: .connected)
+        let core = self.core
         let path = self.path
-        let now = core.now
-        let (batches, continuation) = AsyncStream.makeStream(of: ([ReceivedMessage], DecoderCounters).self, bufferingPolicy: .unbounded)
-        // Read and decode on a thread of its own; hand batches over in order.
-        let reader = Thread {
+        let logger = self.logger
+        let sessionID = core.openSession(path: "replay:" + path, replay: true)
+        await offloaded {
+            core.linkChangedNow(sessionID, to: .connected)
+            let now = core.now
+            var messages = 0
             do {
                 let file = try CaptureFileReader(path: path)
                 defer { file.close() }
@@ -43,21 +45,16 @@ public struct ReplaySession: Sendable {
                                                          retransmission: frame.isRetransmission, receivedAtMs: receivedAt))
                         }
                     }
-                    if !batch.isEmpty { continuation.yield((batch, decoder.counters)) }
+                    guard !batch.isEmpty else { return }
+                    messages += batch.count
+                    _ = core.receiveNow(sessionID, batch, counters: decoder.counters)
                 }
+                logger.notice("replay finished", metadata: ["capture": "\(path)", "messages": "\(messages)"])
             } catch {
-                continuation.yield(([], DecoderCounters()))
+                logger.error("replay stopped: cannot read the capture", metadata: ["capture": "\(path)", "messages": "\(messages)", "error": "\(error)"])
             }
-            continuation.finish()
+            core.linkChangedNow(sessionID, to: .disconnected(.endOfFile))
+            core.closeSessionNow(sessionID)
         }
-        reader.start()
-        var frames = 0
-        for await (batch, counters) in batches {
-            frames += batch.count
-            _ = await core.receive(sessionID, batch, counters: counters)
-        }
-        logger.notice("replay finished", metadata: ["capture": "\(path)", "messages": "\(frames)"])
-        await core.linkChanged(sessionID, to: .disconnected(.endOfFile))
-        await core.closeSession(sessionID)
     }
 }

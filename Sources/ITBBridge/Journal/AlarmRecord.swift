@@ -48,6 +48,9 @@ public struct AlarmRecord: Hashable, Sendable {
     public var acknowledgedByUID: Int64?
     /// The event id of its last change.
     public var eventID: Int64
+    /// Every `ALARM` message (raise and clear) stored for this condition, by the device's
+    /// `alarm_id`, in the order they arrived.
+    public var deviceAlarmIDs: [Int64]
 
     init(row: Row) {
         id = row["id"]
@@ -67,23 +70,29 @@ public struct AlarmRecord: Hashable, Sendable {
         acknowledgedAtMs = row["acknowledged_at_ms"]
         acknowledgedByUID = row["acknowledged_by_uid"]
         eventID = row["event_id"]
+        let ids: String = row["device_alarm_ids"] ?? ""
+        deviceAlarmIDs = ids.split(separator: ",").compactMap { Int64($0) }
     }
 
     /// Writes the alarm as the API's JSON object.
     public func writeJSON(into json: inout JSONWriter) {
         json.beginObject()
         json.key("id"); json.int(id)
-        json.key("device"); json.string(device)
+        json.key("device"); json.protocolText(device)
         json.key("source"); json.string(source)
         json.key("code"); json.string(code)
         json.key("code_raw"); if let codeRaw { json.int(codeRaw) } else { json.null() }
         json.key("priority"); json.string(priority)
         if let priorityRaw { json.key("priority_raw"); json.int(priorityRaw) }
         json.key("state"); json.string(state.rawValue)
-        json.key("detail"); json.string(detail)
+        json.key("detail"); json.protocolText(detail)
         json.key("device_alarm_id"); if let deviceAlarmID { json.int(deviceAlarmID) } else { json.null() }
         json.key("cleared_device_alarm_id"); if let clearedDeviceAlarmID { json.int(clearedDeviceAlarmID) } else { json.null() }
-        json.key("onset_time"); if let onsetTimeMs { json.time(ms: onsetTimeMs) } else { json.null() }
+        json.key("device_alarm_ids")
+        json.beginArray()
+        for alarmID in deviceAlarmIDs { json.int(alarmID) }
+        json.endArray()
+        if let onsetTimeMs { json.timeField("onset_time", ms: onsetTimeMs, absentWhenZero: false) } else { json.key("onset_time"); json.null() }
         json.key("raised_at"); json.time(ms: raisedAtMs)
         json.key("cleared_at"); if let clearedAtMs { json.time(ms: clearedAtMs) } else { json.null() }
         json.key("acknowledged_at"); if let acknowledgedAtMs { json.time(ms: acknowledgedAtMs) } else { json.null() }
@@ -120,76 +129,123 @@ public struct AlarmRecord: Hashable, Sendable {
 public enum AlarmStoreOutcome: Hashable, Sendable {
     /// Stored; the alarm changed and this event was published.
     case stored(AlarmRecord, event: StoredEvent)
-    /// Already stored earlier (a retransmission): acknowledge again, publish nothing.
+    /// Already stored earlier (a retransmission: same `alarm_id`, same content): acknowledge
+    /// again, publish nothing.
     case duplicate
 }
 
 extension Database {
-    /// Stores one `ALARM` transition from a pump, deduplicated by (device, alarm id), and updates
-    /// the alarm condition it belongs to. Runs inside the caller's transaction.
-    func storePumpAlarm(
-        device: String, alarmID: Int64, codeName: String, codeRaw: Int, priorityName: String, priorityRaw: Int?,
-        raised: Bool, transitionRaw: Int, detail: String, onsetTimeMs: Int64?, nowMs: Int64
-    ) throws -> AlarmStoreOutcome {
-        if try Int.fetchOne(self, sql: "SELECT 1 FROM alarm_message WHERE device = ? AND alarm_id = ?", arguments: [device, alarmID]) != nil {
-            return .duplicate
+    /// Stores one `ALARM` transition from a pump and updates the alarm condition it belongs to.
+    /// Runs inside the caller's transaction.
+    ///
+    /// - The same (device, `alarm_id`) with the same content is a retransmission: nothing changes.
+    /// - The same `alarm_id` with other content is a reused id (a reset or repaired programmer):
+    ///   stored as a new message, and the bridge alarm `alarm_id_reused` says so.
+    /// - The device's `alarm_id` order says which transition came first (PROTOCOL.md §2.4), so a
+    ///   clear that arrives before its raise (retransmission order after a restart) still ends
+    ///   that raise: the raise joins the condition whose clear has a higher id.
+    /// - A raise of a code that is already active joins that condition.
+    ///
+    /// Every message stored is listed in its alarm's `device_alarm_ids`.
+    func storePumpAlarm(_ a: JournalOp.PumpAlarm, nowMs: Int64) throws -> JournalOpResult {
+        let earlier = try Row.fetchAll(self, sql: "SELECT code_raw, transition, content FROM alarm_message WHERE device = ? AND alarm_id = ?",
+                                       arguments: [a.device, a.alarmID])
+        let retransmission = earlier.contains { row in
+            if let content: String = row["content"] { return content == a.content }
+            // Stored before contents were kept: the code and the transition are what is known.
+            return row["code_raw"] == a.codeRaw && row["transition"] == a.transitionName
         }
-        let open = try AlarmRecord.fetchOpen(self, device: device, source: "pump", code: codeName, codeRaw: codeRaw)
+        if retransmission { return JournalOpResult(alarmOutcome: .duplicate) }
+        let reused = !earlier.isEmpty
+        // After a reuse the id's order says nothing about what came first.
+        let ordered = !reused
+
         let ref: Int64
-        let state: AlarmRecord.State
-        if raised {
-            if let open {
+        var state: AlarmRecord.State?
+        if a.raised {
+            if ordered, let covering = try Row.fetchOne(self, sql: """
+                SELECT id, device_alarm_id FROM alarm
+                WHERE device = ? AND source = 'pump' AND code_raw = ? AND state = 'ended'
+                  AND cleared_device_alarm_id > ? AND (device_alarm_id IS NULL OR device_alarm_id <= ?)
+                ORDER BY cleared_device_alarm_id LIMIT 1
+                """, arguments: [a.device, a.codeRaw, a.alarmID, a.alarmID]) {
+                // Its clear (a higher id) arrived first: the raise belongs to that ended condition.
+                ref = covering["id"]
+                let raiseID: Int64? = covering["device_alarm_id"]
+                if raiseID == nil {
+                    try execute(sql: "UPDATE alarm SET device_alarm_id = ?, onset_time_ms = COALESCE(?, onset_time_ms), detail = ? WHERE id = ?",
+                                arguments: [a.alarmID, a.onsetTimeMs, a.detail, ref])
+                }
+            } else if let open = try AlarmRecord.fetchOpen(self, device: a.device, source: "pump", code: a.codeName, codeRaw: a.codeRaw) {
                 // Raised again while still open: one condition, with the newest detail.
                 ref = open.id
-                state = open.state
-                try execute(sql: "UPDATE alarm SET detail = ? WHERE id = ?", arguments: [detail, ref])
+                try execute(sql: "UPDATE alarm SET detail = ? WHERE id = ?", arguments: [a.detail, ref])
             } else {
                 try execute(sql: """
                     INSERT INTO alarm (device, source, code, code_raw, priority, priority_raw, state, detail,
                                        device_alarm_id, onset_time_ms, raised_at_ms)
                     VALUES (?, 'pump', ?, ?, ?, ?, 'active', ?, ?, ?, ?)
-                    """, arguments: [device, codeName, codeRaw, priorityName, priorityRaw, detail, alarmID, onsetTimeMs, nowMs])
+                    """, arguments: [a.device, a.codeName, a.codeRaw, a.priorityName, a.priorityRaw, a.detail, a.alarmID, a.onsetTimeMs, nowMs])
                 ref = lastInsertedRowID
                 state = .active
             }
-        } else if let open {
+        } else if let open = try AlarmRecord.fetchOpen(self, device: a.device, source: "pump", code: a.codeName, codeRaw: a.codeRaw),
+                  !ordered || (open.deviceAlarmID ?? .min) < a.alarmID {
             ref = open.id
             state = .ended
             try execute(sql: "UPDATE alarm SET state = 'ended', cleared_at_ms = ?, cleared_device_alarm_id = ? WHERE id = ?",
-                        arguments: [nowMs, alarmID, ref])
+                        arguments: [nowMs, a.alarmID, ref])
         } else {
-            // A clear whose raise the bridge never saw (it happened before this journal existed):
-            // kept, as an alarm that is already over, rather than dropped.
+            // A clear whose raise the bridge has not seen (before this journal existed, or not
+            // yet arrived): kept, as an alarm that is already over, rather than dropped; a raise
+            // with a lower id that arrives later joins it.
             try execute(sql: """
                 INSERT INTO alarm (device, source, code, code_raw, priority, priority_raw, state, detail,
                                    cleared_device_alarm_id, onset_time_ms, raised_at_ms, cleared_at_ms)
                 VALUES (?, 'pump', ?, ?, ?, ?, 'ended', ?, ?, ?, ?, ?)
-                """, arguments: [device, codeName, codeRaw, priorityName, priorityRaw, detail, alarmID, onsetTimeMs, nowMs, nowMs])
+                """, arguments: [a.device, a.codeName, a.codeRaw, a.priorityName, a.priorityRaw, a.detail, a.alarmID, a.onsetTimeMs, nowMs, nowMs])
             ref = lastInsertedRowID
             state = .ended
         }
         try execute(sql: """
-            INSERT INTO alarm_message (device, alarm_id, code_raw, transition, received_ms, alarm_ref) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [device, alarmID, codeRaw, raised ? "raised" : (transitionRaw == 2 ? "cleared" : "unknown"), nowMs, ref])
-        return .stored(try recordTransition(alarm: ref, state: state, nowMs: nowMs, byUID: nil), event: try lastEvent())
+            INSERT INTO alarm_message (device, alarm_id, code_raw, transition, content, received_ms, alarm_ref) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [a.device, a.alarmID, a.codeRaw, a.transitionName, a.content, nowMs, ref])
+        try execute(sql: """
+            UPDATE alarm SET device_alarm_ids = CASE device_alarm_ids WHEN '' THEN ? ELSE device_alarm_ids || ',' || ? END WHERE id = ?
+            """, arguments: [String(a.alarmID), String(a.alarmID), ref])
+        let (record, event) = try recordChange(alarm: ref, transition: state, nowMs: nowMs, byUID: nil)
+        var result = JournalOpResult(events: [event], alarms: [record], alarmOutcome: .stored(record, event: event))
+        if reused {
+            let detail = "programmer \(a.device) sent alarm_id \(a.alarmID) again with other content (now \(a.codeName) \(a.transitionName)): stored as a new alarm (bridge alarm \(record.id)); the programmer may have been reset or repaired"
+            if let (bridge, bridgeEvent) = try raiseBridgeAlarm(device: a.device, code: .alarmIDReused, priority: "medium", detail: detail,
+                                                                  nowMs: nowMs, updatingOpen: true) {
+                result.events.append(bridgeEvent)
+                result.alarms.append(bridge)
+            }
+        }
+        return result
     }
 
-    /// Raises (or keeps) a bridge alarm of `code` for `device`; nil when it is already open.
-    func raiseBridgeAlarm(device: String, code: String, priority: String, detail: String, nowMs: Int64) throws -> (AlarmRecord, StoredEvent)? {
-        if try AlarmRecord.fetchOpen(self, device: device, source: "bridge", code: code, codeRaw: nil) != nil { return nil }
+    /// Raises a bridge alarm of `code` for `device`; nil when it is already open (or, with
+    /// `updatingOpen`, the open one with the new detail, published again without a transition).
+    func raiseBridgeAlarm(device: String, code: BridgeAlarmCode, priority: String, detail: String, nowMs: Int64,
+                          updatingOpen: Bool = false) throws -> (AlarmRecord, StoredEvent)? {
+        if let open = try AlarmRecord.fetchOpen(self, device: device, source: "bridge", code: code.rawValue, codeRaw: nil) {
+            guard updatingOpen else { return nil }
+            try execute(sql: "UPDATE alarm SET detail = ? WHERE id = ?", arguments: [detail, open.id])
+            return try recordChange(alarm: open.id, transition: nil, nowMs: nowMs, byUID: nil)
+        }
         try execute(sql: """
             INSERT INTO alarm (device, source, code, priority, state, detail, raised_at_ms) VALUES (?, 'bridge', ?, ?, 'active', ?, ?)
-            """, arguments: [device, code, priority, detail, nowMs])
-        let record = try recordTransition(alarm: lastInsertedRowID, state: .active, nowMs: nowMs, byUID: nil)
-        return (record, try lastEvent())
+            """, arguments: [device, code.rawValue, priority, detail, nowMs])
+        return try recordChange(alarm: lastInsertedRowID, transition: .active, nowMs: nowMs, byUID: nil)
     }
 
     /// Ends an open bridge alarm of `code` for `device`; nil when none is open.
-    func endBridgeAlarm(device: String, code: String, nowMs: Int64) throws -> (AlarmRecord, StoredEvent)? {
-        guard let open = try AlarmRecord.fetchOpen(self, device: device, source: "bridge", code: code, codeRaw: nil) else { return nil }
+    func endBridgeAlarm(device: String, code: BridgeAlarmCode, nowMs: Int64) throws -> (AlarmRecord, StoredEvent)? {
+        guard let open = try AlarmRecord.fetchOpen(self, device: device, source: "bridge", code: code.rawValue, codeRaw: nil) else { return nil }
         try execute(sql: "UPDATE alarm SET state = 'ended', cleared_at_ms = ? WHERE id = ?", arguments: [nowMs, open.id])
-        let record = try recordTransition(alarm: open.id, state: .ended, nowMs: nowMs, byUID: nil)
-        return (record, try lastEvent())
+        return try recordChange(alarm: open.id, transition: .ended, nowMs: nowMs, byUID: nil)
     }
 
     /// Acknowledges an alarm on behalf of `uid`. Changes nothing on any pump.
@@ -201,29 +257,26 @@ extension Database {
         case .active:
             try execute(sql: "UPDATE alarm SET state = 'acknowledged', acknowledged_at_ms = ?, acknowledged_by_uid = ? WHERE id = ?",
                         arguments: [nowMs, uid, id])
-            let record = try recordTransition(alarm: id, state: .acknowledged, nowMs: nowMs, byUID: uid)
-            return .acknowledged(record, event: try lastEvent())
+            let (record, event) = try recordChange(alarm: id, transition: .acknowledged, nowMs: nowMs, byUID: uid)
+            return .acknowledged(record, event: event)
         }
     }
 
-    /// Inserts the `alarm` event for the alarm's current row and the transition that caused it.
-    private func recordTransition(alarm id: Int64, state: AlarmRecord.State, nowMs: Int64, byUID: Int64?) throws -> AlarmRecord {
+    /// Inserts the `alarm` event for the alarm's current row and, when its state changed, the
+    /// transition that caused it. Returns the record as published and its event.
+    private func recordChange(alarm id: Int64, transition: AlarmRecord.State?, nowMs: Int64, byUID: Int64?) throws -> (AlarmRecord, StoredEvent) {
         guard var record = try AlarmRecord.fetch(self, id: id) else { throw DatabaseError(message: "alarm \(id) vanished inside its transaction") }
         // The event id is known only after the insert: insert, then render the final row into it.
-        let eventID = try insertEvent(timeMs: nowMs, device: record.device, type: "alarm", data: "{}")
+        let eventID = try insertEvent(timeMs: nowMs, device: record.device, type: EventType.alarm.rawValue, data: "{}")
         record.eventID = eventID
+        let data = record.jsonString
         try execute(sql: "UPDATE alarm SET event_id = ? WHERE id = ?", arguments: [eventID, id])
-        try execute(sql: "UPDATE event SET data = ? WHERE id = ?", arguments: [record.jsonString, eventID])
-        try execute(sql: "INSERT INTO alarm_transition (alarm_ref, state, at_ms, by_uid, event_id) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [id, state.rawValue, nowMs, byUID, eventID])
-        return record
-    }
-
-    private func lastEvent() throws -> StoredEvent {
-        guard let row = try Row.fetchOne(self, sql: "SELECT id, time_ms, device, type, data FROM event ORDER BY id DESC LIMIT 1") else {
-            throw DatabaseError(message: "event vanished inside its transaction")
+        try execute(sql: "UPDATE event SET data = ? WHERE id = ?", arguments: [data, eventID])
+        if let transition {
+            try execute(sql: "INSERT INTO alarm_transition (alarm_ref, state, at_ms, by_uid, event_id) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [id, transition.rawValue, nowMs, byUID, eventID])
         }
-        return StoredEvent(row: row)
+        return (record, StoredEvent(id: eventID, timeMs: nowMs, device: record.device, type: EventType.alarm.rawValue, data: data))
     }
 }
 

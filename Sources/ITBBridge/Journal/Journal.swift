@@ -100,35 +100,43 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Runs `body` in one write transaction with the given durability: a `.deferred` commit
-    /// becomes synchronous once ``maximumUnsyncedEvents`` events are waiting for an fsync.
-    /// `events` is how many events the transaction stores.
-    func write<T: Sendable>(_ durability: Durability, events: Int, _ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
+    /// Runs `body` in one write transaction with the given durability, on the calling thread,
+    /// which it blocks until the commit (and, when synchronous, its fsync) is done. A `.deferred`
+    /// commit becomes synchronous once ``maximumUnsyncedEvents`` events are waiting for an fsync.
+    /// `events` is how many events the transaction stores. A deferred commit takes well under a
+    /// millisecond, and it is on the live status path: handing it to another thread and back
+    /// would cost more. Throws ``JournalError/writeFailed(_:)`` with SQLite's reason; nothing of
+    /// the transaction is kept.
+    func writeNow<T>(_ durability: Durability, events: Int, _ body: (Database) throws -> T) throws(JournalError) -> T {
         let deferred = durability == .deferred && unsynced.withLock { $0 + events <= Self.maximumUnsyncedEvents }
-        guard deferred else { return try await write(body) }
-        return try writeDeferredNow(events: events, body)
-    }
-
-    /// A deferred commit, on the calling thread: it does not wait for the disk (no fsync), so it
-    /// takes well under a millisecond, less than handing it to GRDB's writer thread and back, and
-    /// it is on the live status path. It can wait behind a synchronous commit already in progress
-    /// (one fsync). Synchronous commits go through GRDB's async API and never block the caller's
-    /// thread.
-    private func writeDeferredNow<T>(events: Int, _ body: (Database) throws -> T) throws(JournalError) -> T {
         do {
             return try pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+                if deferred { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                defer { if deferred { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
                 var value: T?
                 try db.inTransaction {
                     value = try body(db)
                     return .commit
                 }
-                unsynced.withLock { $0 += events }
+                // Counted on the writer connection, right after the commit that changes it, so the
+                // count stays in step with the commits themselves. A synchronous commit's fsync
+                // also made every earlier deferred commit durable.
+                unsynced.withLock { $0 = deferred ? $0 + events : 0 }
                 return value!
             }
+        } catch let error as JournalError {
+            throw error
         } catch {
             throw .writeFailed("\(error)")
+        }
+    }
+
+    /// Runs `body` on a read-only snapshot, on the calling thread.
+    func readNow<T>(_ body: (Database) throws -> T) throws(JournalError) -> T {
+        do {
+            return try pool.read(body)
+        } catch {
+            throw .readFailed("\(error)")
         }
     }
 

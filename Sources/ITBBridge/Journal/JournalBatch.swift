@@ -3,28 +3,28 @@ import GRDB
 /// One thing to record in a journal transaction. A batch of these (everything decoded from one
 /// read) commits as a single transaction, so a burst of frames costs one synchronous write.
 enum JournalOp: Sendable {
-    /// A pump `ALARM` transition, deduplicated by (device, alarm id).
+    /// A pump `ALARM` transition, deduplicated by (device, alarm id, content).
     case pumpAlarm(PumpAlarm)
-    /// A plain event (`device`, `program`…) with its rendered data.
-    case event(device: String, type: String, data: String)
-    /// A downsampled history row plus its event (`status`, `reservoir`).
-    case history(device: String, kind: String, deviceTimeMs: Int64?, data: String)
+    /// A plain event (`device`…) with its rendered data.
+    case event(device: String, type: EventType, data: String)
+    /// A downsampled snapshot row (`status`, `reservoir`) plus its event.
+    case snapshot(device: String, kind: EventType, deviceTimeMs: Int64?, data: String)
     /// A refill, stored once per (device, refill time); its event only when new.
     case refill(device: String, refillTimeMs: Int64, concentration: Int64, filled: Int64, expected: Int64, measured: Int64,
                 lot: String, discrepancy: Double?, data: String)
     /// A dose program change plus its event.
     case program(device: String, data: String)
     /// Raise a bridge alarm (no-op when already open).
-    case raiseBridgeAlarm(device: String, code: String, priority: String, detail: String)
+    case raiseBridgeAlarm(device: String, code: BridgeAlarmCode, priority: String, detail: String)
     /// End a bridge alarm (no-op when none is open).
-    case endBridgeAlarm(device: String, code: String)
+    case endBridgeAlarm(device: String, code: BridgeAlarmCode)
     /// A link session began (the programmer was identified on a path).
     case sessionStarted(device: String, path: String, bootID: String?)
     /// The device's open link session ended.
     case sessionEnded(device: String, cause: String)
 
     /// The fields of a pump alarm to store.
-    struct PumpAlarm: Sendable {
+    struct PumpAlarm: Sendable, Hashable {
         var device: String
         var alarmID: Int64
         var codeName: String
@@ -34,48 +34,67 @@ enum JournalOp: Sendable {
         var raised: Bool
         var transitionRaw: Int
         var detail: String
+        /// The device's onset time as sent (nil when absent); rendered `null` with its raw value
+        /// when RFC 3339 cannot show it.
         var onsetTimeMs: Int64?
+        /// Everything the message says, as one string: the same `alarm_id` with the same content
+        /// is a retransmission, with other content a reused id.
+        var content: String
+
+        /// The transition's name in `alarm_message`.
+        var transitionName: String { raised ? "raised" : (transitionRaw == 2 ? "cleared" : "unknown") }
+    }
+
+    /// Whether this op may commit without an fsync (snapshots only).
+    var isSnapshot: Bool {
+        if case .snapshot = self { true } else { false }
     }
 }
 
 /// What one op did.
-enum JournalOpResult: Sendable {
-    /// Nothing to publish.
-    case none
-    /// Publish this event.
-    case event(StoredEvent)
-    /// A bridge alarm changed: publish its event (the record says what changed).
-    case bridgeAlarm(AlarmRecord, StoredEvent)
-    /// A pump alarm's outcome.
-    case alarm(AlarmStoreOutcome)
+struct JournalOpResult: Sendable {
+    /// The events it stored, in id order: the owner publishes them in that order.
+    var events: [StoredEvent] = []
+    /// The alarms it changed (raised, re-raised, ended), for the log.
+    var alarms: [AlarmRecord] = []
+    /// For a pump alarm: stored (now or earlier); the `ACK` says `stored` when this is non-nil.
+    var alarmOutcome: AlarmStoreOutcome?
+
+    static let none = JournalOpResult()
 }
 
 extension Journal {
     /// Commits `ops` as one transaction and returns each op's result in order. Either everything
-    /// is stored or nothing is. Batches of snapshots only (``JournalOp/history(device:kind:deviceTimeMs:data:)``) commit
-    /// with ``Durability/deferred``; any other op makes the whole batch synchronous.
-    func commit(_ ops: [JournalOp], nowMs: Int64) async throws(JournalError) -> [JournalOpResult] {
-        let snapshotsOnly = ops.allSatisfy { if case .history = $0 { true } else { false } }
-        return try await write(snapshotsOnly ? .deferred : .synchronous, events: ops.count) { db in
+    /// is stored or nothing is. Batches of snapshots only commit with ``Durability/deferred``;
+    /// any other op makes the whole batch synchronous (fsynced before this returns).
+    ///
+    /// Runs on the calling thread and blocks it for the write (and the fsync): the owner of the
+    /// rules (``BridgeCore``) calls it under its lock, so that the ids this assigns are published
+    /// in the order they were assigned.
+    func commitNow(_ ops: [JournalOp], nowMs: Int64) throws(JournalError) -> [JournalOpResult] {
+        let snapshotsOnly = ops.allSatisfy(\.isSnapshot)
+        return try writeNow(snapshotsOnly ? .deferred : .synchronous, events: ops.count) { db in
             try ops.map { op in try db.apply(op, nowMs: nowMs) }
         }
+    }
+
+    /// ``commitNow(_:nowMs:)`` for a caller that must not block its thread (tests, tools).
+    func commit(_ ops: [JournalOp], nowMs: Int64) async throws(JournalError) -> [JournalOpResult] {
+        try await offloaded { () throws(JournalError) in try self.commitNow(ops, nowMs: nowMs) }
     }
 }
 
 extension Database {
     fileprivate func apply(_ op: JournalOp, nowMs: Int64) throws -> JournalOpResult {
         switch op {
-        case .pumpAlarm(let a):
-            return .alarm(try storePumpAlarm(
-                device: a.device, alarmID: a.alarmID, codeName: a.codeName, codeRaw: a.codeRaw, priorityName: a.priorityName,
-                priorityRaw: a.priorityRaw, raised: a.raised, transitionRaw: a.transitionRaw, detail: a.detail,
-                onsetTimeMs: a.onsetTimeMs, nowMs: nowMs))
+        case .pumpAlarm(let alarm):
+            return try storePumpAlarm(alarm, nowMs: nowMs)
         case .event(let device, let type, let data):
-            return .event(try storedEvent(device: device, type: type, data: data, nowMs: nowMs))
-        case .history(let device, let kind, let deviceTimeMs, let data):
+            return JournalOpResult(events: [try storedEvent(device: device, type: type, data: data, nowMs: nowMs)])
+        case .snapshot(let device, let kind, let deviceTimeMs, let data):
             try execute(sql: "INSERT INTO history (device, kind, received_ms, device_time_ms, data) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [device, kind, nowMs, deviceTimeMs, data])
-            return .event(try storedEvent(device: device, type: kind, data: data, nowMs: nowMs))
+                        arguments: [device, kind.rawValue, nowMs, deviceTimeMs, data])
+            return JournalOpResult(events: [try storedEvent(device: device, type: kind, data: data, nowMs: nowMs)])
         case .refill(let device, let time, let concentration, let filled, let expected, let measured, let lot, let discrepancy, let data):
             try execute(sql: """
                 INSERT OR IGNORE INTO refill (device, refill_time_ms, concentration_ug_per_ml, volume_filled_ul, expected_residual_ul,
@@ -83,22 +102,22 @@ extension Database {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
                 """, arguments: [device, time, concentration, filled, expected, measured, lot, discrepancy, nowMs])
             guard changesCount > 0 else { return .none }
-            let event = try storedEvent(device: device, type: "refill", data: data, nowMs: nowMs)
+            let event = try storedEvent(device: device, type: .refill, data: data, nowMs: nowMs)
             try execute(sql: "UPDATE refill SET event_id = ? WHERE device = ? AND refill_time_ms = ?", arguments: [event.id, device, time])
-            return .event(event)
+            return JournalOpResult(events: [event])
         case .program(let device, let data):
-            let event = try storedEvent(device: device, type: "program", data: data, nowMs: nowMs)
+            let event = try storedEvent(device: device, type: .program, data: data, nowMs: nowMs)
             try execute(sql: "INSERT INTO dose_program (device, received_ms, data, event_id) VALUES (?, ?, ?, ?)",
                         arguments: [device, nowMs, data, event.id])
-            return .event(event)
+            return JournalOpResult(events: [event])
         case .raiseBridgeAlarm(let device, let code, let priority, let detail):
             guard let (record, event) = try raiseBridgeAlarm(device: device, code: code, priority: priority, detail: detail, nowMs: nowMs) else {
                 return .none
             }
-            return .bridgeAlarm(record, event)
+            return JournalOpResult(events: [event], alarms: [record])
         case .endBridgeAlarm(let device, let code):
             guard let (record, event) = try endBridgeAlarm(device: device, code: code, nowMs: nowMs) else { return .none }
-            return .bridgeAlarm(record, event)
+            return JournalOpResult(events: [event], alarms: [record])
         case .sessionStarted(let device, let path, let bootID):
             try execute(sql: "UPDATE device_session SET ended_ms = ?, end_cause = 'superseded' WHERE device = ? AND ended_ms IS NULL",
                         arguments: [nowMs, device])
@@ -112,14 +131,14 @@ extension Database {
         }
     }
 
-    private func storedEvent(device: String, type: String, data: String, nowMs: Int64) throws -> StoredEvent {
-        let id = try insertEvent(timeMs: nowMs, device: device, type: type, data: data)
-        return StoredEvent(id: id, timeMs: nowMs, device: device, type: type, data: data)
+    func storedEvent(device: String, type: EventType, data: String, nowMs: Int64) throws -> StoredEvent {
+        let id = try insertEvent(timeMs: nowMs, device: device, type: type.rawValue, data: data)
+        return StoredEvent(id: id, timeMs: nowMs, device: device, type: type.rawValue, data: data)
     }
 }
 
 extension Journal {
-    /// Alarms, newest change last, filtered as `GET /v1/alarms` asks.
+    /// Alarms, ordered by the event id of their last change, filtered as `GET /v1/alarms` asks.
     public func alarms(active: Bool?, device: String?, sinceEventID: Int64?, limit: Int) async throws(JournalError) -> [AlarmRecord] {
         try await read { db in
             var clauses: [String] = []
@@ -150,20 +169,21 @@ extension Journal {
         }
     }
 
-    /// Open bridge alarms per device, to restore the daemon's view after a restart.
-    func openBridgeAlarms() async throws(JournalError) -> [String: Set<String>] {
-        try await read { db in
-            var open: [String: Set<String>] = [:]
+    /// Open bridge alarms per device, to restore the rules' view after a restart. Codes this
+    /// version does not know are left out (the rules neither raise nor end them).
+    func openBridgeAlarms() throws(JournalError) -> [String: Set<BridgeAlarmCode>] {
+        try readNow { db in
+            var open: [String: Set<BridgeAlarmCode>] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT device, code FROM alarm WHERE source = 'bridge' AND state != 'ended'") {
-                open[row["device"], default: []].insert(row["code"])
+                if let code = BridgeAlarmCode(rawValue: row["code"]) { open[row["device"], default: []].insert(code) }
             }
             return open
         }
     }
 
-    /// Acknowledges an alarm for `uid` (see ``AcknowledgeOutcome``).
-    func acknowledge(alarm id: Int64, uid: Int64, nowMs: Int64) async throws(JournalError) -> AcknowledgeOutcome {
-        try await write { db in try db.acknowledgeAlarm(id: id, uid: uid, nowMs: nowMs) }
+    /// Acknowledges an alarm for `uid` (see ``AcknowledgeOutcome``), on the calling thread.
+    func acknowledgeNow(alarm id: Int64, uid: Int64, nowMs: Int64) throws(JournalError) -> AcknowledgeOutcome {
+        try writeNow(.synchronous, events: 1) { db in try db.acknowledgeAlarm(id: id, uid: uid, nowMs: nowMs) }
     }
 
     /// The number of alarm messages stored for a device (tests, diagnostics).

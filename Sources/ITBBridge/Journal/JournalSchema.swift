@@ -107,6 +107,35 @@ enum JournalSchema {
                 CREATE INDEX history_device ON history(device, kind, received_ms);
                 """)
         }
+        migrator.registerMigration("v2-alarm-messages") { db in
+            // A reused alarm_id (a reset programmer) is a new message, so (device, alarm_id) is no
+            // longer unique: each message gets its own row and keeps its content, which tells a
+            // retransmission (same content) from a reuse. Each alarm lists the device alarm ids
+            // of the messages it covers, so every message ACKed `stored` can be found in the API.
+            try db.execute(sql: """
+                CREATE TABLE alarm_message_v2 (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    device TEXT NOT NULL,
+                    alarm_id INTEGER NOT NULL,
+                    code_raw INTEGER NOT NULL,
+                    transition TEXT NOT NULL,
+                    content TEXT,
+                    received_ms INTEGER NOT NULL,
+                    alarm_ref INTEGER NOT NULL
+                );
+                INSERT INTO alarm_message_v2 (device, alarm_id, code_raw, transition, content, received_ms, alarm_ref)
+                    SELECT device, alarm_id, code_raw, transition, NULL, received_ms, alarm_ref FROM alarm_message ORDER BY received_ms;
+                DROP TABLE alarm_message;
+                ALTER TABLE alarm_message_v2 RENAME TO alarm_message;
+                CREATE INDEX alarm_message_key ON alarm_message(device, alarm_id);
+                CREATE INDEX alarm_message_alarm ON alarm_message(alarm_ref);
+
+                ALTER TABLE alarm ADD COLUMN device_alarm_ids TEXT NOT NULL DEFAULT '';
+                UPDATE alarm SET device_alarm_ids = COALESCE(
+                    (SELECT group_concat(alarm_id, ',') FROM (SELECT alarm_id FROM alarm_message m WHERE m.alarm_ref = alarm.id ORDER BY m.id)),
+                    '');
+                """)
+        }
         return migrator
     }
 }

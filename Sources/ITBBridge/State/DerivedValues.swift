@@ -1,4 +1,5 @@
 public import ITBProtocol
+import ITBJSON
 
 /// The clinical values the bridge computes from what the pump reports (`README.md`, "Derived
 /// values", documents each formula; domain facts in the project's domain notes).
@@ -64,8 +65,7 @@ public struct DerivedValues: Hashable, Sendable {
         let dose = doseX10 / 10
         let concentration = status?.concentrationUgPerML ?? 0
         let flow = flowULPerDay(dailyDoseUg: dose, concentrationUgPerML: concentration)
-        let dayMs = 86_400_000.0
-        let nowHostMs = reservoir.deviceTimeMs == 0 ? nil : reservoir.deviceTimeMs + clockOffsetMs
+        let nowHostMs = TimeArithmetic.sum(TimeArithmetic.deviceTime(reservoir.deviceTimeMs), clockOffsetMs)
 
         var days: Double?
         var lraDate: Int64?
@@ -73,12 +73,11 @@ public struct DerivedValues: Hashable, Sendable {
             let volume = Double(reservoir.volumeULX10) / 10
             let d = (volume - Double(reservoir.lowReservoirThresholdUL)) / flow
             days = d
-            if let nowHostMs { lraDate = nowHostMs + Int64((d * dayMs).rounded()) }
+            lraDate = TimeArithmetic.sum(nowHostMs, TimeArithmetic.milliseconds(days: d))
         }
-        var stability: Int64?
-        if reservoir.lastRefillTimeMs != 0 {
-            stability = reservoir.lastRefillTimeMs + clockOffsetMs + Int64((configuration.stabilityLimitDays * dayMs).rounded())
-        }
+        let stability = TimeArithmetic.sum(
+            TimeArithmetic.sum(TimeArithmetic.deviceTime(reservoir.lastRefillTimeMs), clockOffsetMs),
+            TimeArithmetic.milliseconds(days: configuration.stabilityLimitDays))
         var due: Int64?
         var reason: DueReason?
         switch (lraDate, stability) {
@@ -88,10 +87,46 @@ public struct DerivedValues: Hashable, Sendable {
         case let (nil, stab?): (due, reason) = (stab, .drugStability)
         case (nil, nil): break
         }
-        if let d = due { due = d - Int64((configuration.refillMarginDays * dayMs).rounded()) }
+        if let d = due {
+            due = TimeArithmetic.sum(d, TimeArithmetic.milliseconds(days: -configuration.refillMarginDays))
+            if due == nil { reason = nil }
+        }
         return DerivedValues(
             dailyDoseUg: dose, concentrationUgPerML: concentration, flowULPerDay: flow,
             daysUntilLowReservoirAlarm: days, lowReservoirAlarmDateMs: lraDate, stabilityLimitDateMs: stability,
             refillDueDateMs: due, refillDueReason: reason)
     }
+}
+
+/// Time arithmetic that cannot trap: every field of a frame with valid CRCs can hold its extremes
+/// (`device_time_ms` = i64 min is a firmware's "no time"), so sums and conversions that overflow,
+/// and instants RFC 3339 cannot show, give nil (unknown) instead of a crash or a wrong date.
+public enum TimeArithmetic {
+    /// A device timestamp as a usable instant: nil when absent (0) or outside years 0001–9999.
+    public static func deviceTime(_ ms: Int64) -> Int64? {
+        ms != 0 && RFC3339Range.contains(ms) ? ms : nil
+    }
+
+    /// a + b, nil when either is nil, the sum overflows, or it leaves years 0001–9999.
+    public static func sum(_ a: Int64?, _ b: Int64?) -> Int64? {
+        guard let a, let b else { return nil }
+        let (result, overflow) = a.addingReportingOverflow(b)
+        return overflow || !RFC3339Range.contains(result) ? nil : result
+    }
+
+    /// a − b, nil on overflow (a clock offset between two in-range instants never overflows).
+    public static func difference(_ a: Int64, _ b: Int64) -> Int64? {
+        let (result, overflow) = a.subtractingReportingOverflow(b)
+        return overflow ? nil : result
+    }
+
+    /// `days` as whole milliseconds, nil when not finite or beyond ±10,000 years.
+    public static func milliseconds(days: Double) -> Int64? {
+        let ms = (days * 86_400_000).rounded()
+        guard ms.isFinite, abs(ms) <= 3.2e14 else { return nil }
+        return Int64(ms)
+    }
+
+    /// The instants the API can show (RFC 3339, years 0001–9999).
+    static let RFC3339Range = RFC3339.representable
 }

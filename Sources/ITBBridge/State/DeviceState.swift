@@ -8,11 +8,20 @@ public struct Stamped<Value: Sendable & Hashable>: Sendable, Hashable {
     public var value: Value
     /// Host time of arrival, ms since the epoch.
     public var receivedAtMs: Int64
-    /// The device's timestamp, when the message carries one (0 on the wire is absent).
+    /// The device's timestamp, when the message carries a usable one: 0 on the wire is absent,
+    /// and a value outside years 0001–9999 is not a time (``TimeArithmetic/deviceTime(_:)``); the
+    /// raw value stays in `value`.
     public var deviceTimeMs: Int64?
 
-    /// host − device, ms; nil without a device timestamp.
-    public var clockOffsetMs: Int64? { deviceTimeMs.map { receivedAtMs - $0 } }
+    /// Stamps `value`; `deviceTimeMs` is the raw wire field, kept only when it is a usable time.
+    public init(value: Value, receivedAtMs: Int64, deviceTimeMs raw: Int64?) {
+        self.value = value
+        self.receivedAtMs = receivedAtMs
+        self.deviceTimeMs = raw.flatMap(TimeArithmetic.deviceTime)
+    }
+
+    /// host − device, ms; nil without a usable device timestamp.
+    public var clockOffsetMs: Int64? { deviceTimeMs.flatMap { TimeArithmetic.difference(receivedAtMs, $0) } }
 }
 
 /// Everything the bridge knows about one programmer (and the pump it is interrogating).

@@ -211,12 +211,10 @@ public final class EventHub: Sendable {
         return lagged
     }
 
-    /// Wakes subscribers that have waited longer than `idle` with ``Subscription/Item/idle``, so
-    /// their streams can send a keep-alive (and notice a client that has gone away).
-    public func nudgeIdle(after idle: Duration) {
-        let (targets, loops) = subscribers.withLock { ($0.snapshot, $0.loops) }
-        let now = ContinuousClock.now
-        for subscription in targets { subscription.nudge(ifWaitingSince: now - idle) }
+    /// Sends a keep-alive on every attached stream that has sent nothing for `idle`, so that a
+    /// client that has gone away is noticed. The main loop calls it on each pass.
+    public func keepAliveIdle(after idle: Duration) {
+        let loops = subscribers.withLock { $0.loops }
         let cutoff = NIODeadline.now() - .nanoseconds(idle.components.seconds * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000)
         for group in loops {
             group.loop.execute { for member in group.members { member.sink.keepAlive(ifIdleSince: cutoff) } }
@@ -241,8 +239,6 @@ public final class EventHub: Sendable {
             case lagged
             /// Cancelled: stop.
             case finished
-            /// Nothing happened for a while: a chance to send a keep-alive.
-            case idle
         }
 
         let id: Int
@@ -252,8 +248,6 @@ public final class EventHub: Sendable {
         private weak let hub: EventHub?
         private struct State: ~Copyable {
             var queue = Deque<PublishedEvent>()
-            var waiter: CheckedContinuation<Item, Never>?
-            var waitingSince: ContinuousClock.Instant?
             var lagged = false
             var finished = false
             var sink: (any EventSink)?
@@ -268,16 +262,6 @@ public final class EventHub: Sendable {
             self.onLagged = onLagged
         }
 
-        func nudge(ifWaitingSince cutoff: ContinuousClock.Instant) {
-            let waiter = state.withLock { s -> CheckedContinuation<Item, Never>? in
-                guard let since = s.waitingSince, since <= cutoff, let waiter = s.waiter else { return nil }
-                s.waiter = nil
-                s.waitingSince = nil
-                return waiter
-            }
-            waiter?.resume(returning: .idle)
-        }
-
         /// What ``enqueue(_:)`` did.
         enum Enqueued {
             /// Queued (or handed to the waiting reader, or dropped after the end).
@@ -290,24 +274,17 @@ public final class EventHub: Sendable {
 
         /// Appends an event to the queue.
         func enqueue(_ event: PublishedEvent) -> Enqueued {
-            let (waiter, outcome): (CheckedContinuation<Item, Never>?, Enqueued) = state.withLock { s in
-                if let sink = s.sink { return (nil, .attached(sink)) }
-                if s.finished || s.lagged { return (nil, .queued) }
-                if let waiter = s.waiter {
-                    s.waiter = nil
-                    s.waitingSince = nil
-                    return (waiter, .queued)
-                }
+            state.withLock { s in
+                if let sink = s.sink { return .attached(sink) }
+                if s.finished || s.lagged { return .queued }
                 if s.queue.count >= capacity {
                     s.lagged = true
                     s.queue.removeAll()
-                    return (nil, .lagged)
+                    return .lagged
                 }
                 s.queue.append(event)
-                return (nil, .queued)
+                return .queued
             }
-            waiter?.resume(returning: .event(event))
-            return outcome
         }
 
         /// Switches to `sink`; returns what was still queued, or nil when already ended.
@@ -320,23 +297,19 @@ public final class EventHub: Sendable {
             }
         }
 
-        /// The next event, waiting for one; `.lagged` once after an overflow; `.finished` after
-        /// ``cancel()``.
-        public func next() async -> Item {
-            await withCheckedContinuation { continuation in
-                let ready: Item? = state.withLock { s in
-                    if let event = s.queue.popFirst() { return .event(event) }
-                    if s.lagged {
-                        s.finished = true
-                        s.lagged = false
-                        return .lagged
-                    }
-                    if s.finished { return .finished }
-                    s.waiter = continuation
-                    s.waitingSince = ContinuousClock.now
-                    return nil
+        /// The next queued event; `.lagged` once after an overflow; `.finished` after
+        /// ``cancel()``; nil when nothing is queued. It never waits: a subscriber waits for events
+        /// attached to a sink (``EventHub/attach(_:to:)``), and the queue only covers its
+        /// catching up from the journal.
+        public func next() -> Item? {
+            state.withLock { s in
+                if let event = s.queue.popFirst() { return .event(event) }
+                if s.lagged {
+                    s.finished = true
+                    s.lagged = false
+                    return .lagged
                 }
-                if let ready { continuation.resume(returning: ready) }
+                return s.finished ? .finished : nil
             }
         }
 
@@ -345,15 +318,12 @@ public final class EventHub: Sendable {
             state.withLock { $0.queue.popFirst() }
         }
 
-        /// Stops the subscription and wakes a waiting ``next()``. Idempotent.
+        /// Stops the subscription. Idempotent.
         public func cancel() {
-            let waiter = state.withLock { s -> CheckedContinuation<Item, Never>? in
+            state.withLock { s in
                 s.finished = true
                 s.queue.removeAll()
-                defer { s.waiter = nil }
-                return s.waiter
             }
-            waiter?.resume(returning: .finished)
             hub?.remove(id)
         }
     }

@@ -28,7 +28,7 @@ enum Rendering {
     /// `GET /v1/devices/{id}` and the `device` event.
     static func device(_ state: DeviceState, _ json: inout JSONWriter) {
         json.beginObject()
-        json.key("id"); json.string(state.id)
+        json.key("id"); json.protocolText(state.id)
         json.key("path"); json.string(state.path)
         json.key("link_state"); json.string(state.linkStateName)
         json.key("link_detail"); json.string(state.link.description)
@@ -70,7 +70,7 @@ enum Rendering {
     /// `GET /v1/devices/{id}/status` and the `status` event.
     static func status(_ device: String, _ status: Stamped<PumpStatus>, _ json: inout JSONWriter) {
         json.beginObject()
-        json.key("device"); json.string(device)
+        json.key("device"); json.protocolText(device)
         optionalTime("received_at", status.receivedAtMs, &json)
         json.key("clock_offset_ms"); if let offset = status.clockOffsetMs { json.int(offset) } else { json.null() }
         MessageJSON.writeFields(of: .pumpStatus(status.value), into: &json)
@@ -81,7 +81,7 @@ enum Rendering {
     /// derived values and the last refill.
     static func reservoir(_ state: DeviceState, _ configuration: BridgeConfiguration, _ json: inout JSONWriter) {
         json.beginObject()
-        json.key("device"); json.string(state.id)
+        json.key("device"); json.protocolText(state.id)
         if let reservoir = state.reservoir {
             optionalTime("received_at", reservoir.receivedAtMs, &json)
             json.key("clock_offset_ms"); if let offset = reservoir.clockOffsetMs { json.int(offset) } else { json.null() }
@@ -116,7 +116,7 @@ enum Rendering {
     /// A refill with its discrepancy (the `refill` event, and `last_refill`).
     static func refill(_ device: String, _ refill: Stamped<Refill>, _ configuration: BridgeConfiguration, _ json: inout JSONWriter) {
         json.beginObject()
-        json.key("device"); json.string(device)
+        json.key("device"); json.protocolText(device)
         optionalTime("received_at", refill.receivedAtMs, &json)
         MessageJSON.writeFields(of: .refill(refill.value), into: &json)
         let discrepancy = DerivedValues.refillDiscrepancy(refill.value)
@@ -129,7 +129,7 @@ enum Rendering {
     /// `GET /v1/devices/{id}/program` and the `program` event.
     static func program(_ device: String, _ program: Stamped<DoseProgram>, _ json: inout JSONWriter) {
         json.beginObject()
-        json.key("device"); json.string(device)
+        json.key("device"); json.protocolText(device)
         optionalTime("received_at", program.receivedAtMs, &json)
         MessageJSON.writeFields(of: .doseProgram(program.value), into: &json)
         json.endObject()

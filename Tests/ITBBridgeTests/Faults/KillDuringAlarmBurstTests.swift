@@ -133,7 +133,7 @@ enum DeviceFaults {
     }
 
     /// The pump alarm message ids `GET /v1/alarms` shows for `device` (each alarm's
-    /// `device_alarm_id` and `cleared_device_alarm_id`), sorted.
+    /// `device_alarm_ids`, which hold its `device_alarm_id` and `cleared_device_alarm_id`), sorted.
     static func listedAlarmMessageIDs(_ client: UnixHTTPClient, device: String) throws -> [Int] {
         let limit = 10_000
         let response = try client.get("/v1/alarms?device=\(device)&limit=\(limit)")
@@ -143,8 +143,10 @@ enum DeviceFaults {
         guard list.count < limit else { throw HarnessError("\(limit) alarms or more: the list may be cut short") }
         var ids: [Int] = []
         for alarm in list where alarm["source"] as? String == "pump" {
-            if let raised = alarm["device_alarm_id"] as? Int { ids.append(raised) }
-            if let cleared = alarm["cleared_device_alarm_id"] as? Int { ids.append(cleared) }
+            guard let covered = alarm["device_alarm_ids"] as? [Int] else { throw HarnessError("alarm without device_alarm_ids: \(alarm)") }
+            if let raised = alarm["device_alarm_id"] as? Int, !covered.contains(raised) { throw HarnessError("raise \(raised) not in device_alarm_ids \(covered)") }
+            if let cleared = alarm["cleared_device_alarm_id"] as? Int, !covered.contains(cleared) { throw HarnessError("clear \(cleared) not in device_alarm_ids \(covered)") }
+            ids += covered
         }
         return ids.sorted()
     }

@@ -1,0 +1,62 @@
+public import ITBSerial
+
+/// What the API's routes and event streams read and ask of the bridge: the rules' current view,
+/// the journal's records, acknowledgement and live subscription. Routes go through this, never
+/// through the core's journal or hub, so the core stays the one owner of writes and publishing.
+public struct BridgeQueries: Sendable {
+    let core: BridgeCore
+
+    /// The configuration in force.
+    public var configuration: BridgeConfiguration { core.configuration }
+    /// Host clock, ms since the epoch.
+    public func nowMs() -> Int64 { core.now() }
+    /// When the bridge started (host ms).
+    public var startedAtMs: Int64 { core.startedAtMs }
+    /// The journal's file.
+    public var journalPath: String { core.journal.path }
+    /// Live subscribers.
+    public var subscriberCount: Int { core.hub.subscriberCount }
+    /// How many events a subscriber may fall behind before it is cut off.
+    public var subscriberCapacity: Int { core.hub.capacity }
+    /// False while journal writes fail.
+    public var journalHealthy: Bool { core.journalHealthy }
+    /// The metrics in Prometheus' text format.
+    public func metricsText() -> [UInt8] { core.metrics.render() }
+
+    /// Every identified programmer.
+    public func deviceStates() -> [DeviceState] { core.deviceStates() }
+    /// One programmer by serial.
+    public func device(_ id: String) -> DeviceState? { core.device(id) }
+    /// Followed paths with no programmer identified yet.
+    public func unidentifiedSessions() -> [(path: String, link: LinkStateMachine.PublishedState)] { core.unidentifiedSessions() }
+
+    /// True when the journal answers a query and accepts a write transaction.
+    public func journalAnswers() async -> Bool { await core.journal.healthCheck() }
+    /// The highest event id stored, 0 when none.
+    public func latestEventID() async throws(JournalError) -> Int64 { try await core.journal.latestEventID() }
+    /// Stored events after `after`, oldest first (an event stream's replay).
+    public func events(after: Int64, device: String?, types: Set<String>?, limit: Int) async throws(JournalError) -> [StoredEvent] {
+        try await core.journal.events(after: after, device: device, types: types, limit: limit)
+    }
+    /// Alarms as `GET /v1/alarms` filters them.
+    public func alarms(active: Bool?, device: String?, sinceEventID: Int64?, limit: Int) async throws(JournalError) -> [AlarmRecord] {
+        try await core.journal.alarms(active: active, device: device, sinceEventID: sinceEventID, limit: limit)
+    }
+    /// One alarm and its transitions.
+    public func alarm(id: Int64) async throws(JournalError) -> (AlarmRecord, [AlarmTransitionRecord])? {
+        try await core.journal.alarm(id: id)
+    }
+    /// Acknowledges an alarm for `uid` (nothing is sent to any programmer or pump).
+    public func acknowledge(alarm id: Int64, uid: Int64) async throws(JournalError) -> AcknowledgeOutcome {
+        try await core.acknowledge(alarm: id, uid: uid)
+    }
+
+    /// Subscribes to live events (see ``EventHub/subscribe(_:onLagged:)``).
+    public func subscribe(_ filter: EventFilter, onLagged: @escaping @Sendable () -> Void = {}) -> EventHub.Subscription {
+        core.hub.subscribe(filter, onLagged: onLagged)
+    }
+    /// Moves a caught-up subscription onto its connection's event loop (``EventHub/attach(_:to:)``).
+    public func attach(_ subscription: EventHub.Subscription, to sink: any EventSink) -> [PublishedEvent]? {
+        core.hub.attach(subscription, to: sink)
+    }
+}

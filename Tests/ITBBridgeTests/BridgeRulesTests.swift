@@ -1,0 +1,175 @@
+@testable import ITBBridge
+import ITBProtocol
+import ITBSerial
+import Testing
+
+/// The bridge's rules as a value: messages, link changes and ticks in, effects out. No journal, no
+/// thread, no clock: every time is given.
+@Suite("Bridge rules (no I/O)")
+struct BridgeRulesTests {
+    static let t0: Int64 = 1_780_000_000_000
+
+    static func info(_ serial: String, boot: UInt64 = 1) -> ProgrammerInfo {
+        ProgrammerInfo(bootID: boot, firmwareVersion: 0x01_00_00, protocolMinor: 0, programmerSerial: serial, hardwareModel: "CP")
+    }
+
+    static func received(_ message: Message, at ms: Int64 = t0, sequence: UInt32 = 1) -> ReceivedMessage {
+        ReceivedMessage(message: message, sequence: sequence, retransmission: false, receivedAtMs: ms)
+    }
+
+    static func status(deviceTimeMs: Int64, mask: UInt32 = 0) -> Message {
+        .pumpStatus(PumpStatus(deviceTimeMs: deviceTimeMs, dailyDoseUgX10: 4000, concentrationUgPerML: 2000, activeAlarmMask: mask,
+                               pumpState: .infusing, dosingMode: .simpleContinuous, linkQualityPct: 90))
+    }
+
+    static func alarm(_ id: UInt32, raised: Bool = true, detail: String = "") -> Message {
+        .alarm(Alarm(onsetTimeMs: t0, alarmID: id, code: .lowReservoir, priority: .medium, transition: raised ? .raised : .cleared, detail: detail))
+    }
+
+    /// Rules with one connected, identified programmer.
+    static func identified(_ serial: String = "PGM-R1") -> (BridgeRules, SessionID) {
+        var rules = BridgeRules(configuration: BridgeConfiguration())
+        let session = rules.openSession(path: "/dev/ttyR0")
+        _ = rules.linkChanged(session, to: .connected, nowMs: t0)
+        _ = rules.receive(session, [received(.programmerInfo(info(serial)))], counters: DecoderCounters())
+        return (rules, session)
+    }
+
+    static func kinds(_ effects: BridgeEffects) -> [String] {
+        effects.journal.map { op in
+            switch op {
+            case .pumpAlarm: "pumpAlarm"
+            case .event(_, let type, _): "event:\(type.rawValue)"
+            case .snapshot(_, let kind, _, _): "snapshot:\(kind.rawValue)"
+            case .refill: "refill"
+            case .program: "program"
+            case .raiseBridgeAlarm(_, let code, _, _): "raise:\(code.rawValue)"
+            case .endBridgeAlarm(_, let code): "end:\(code.rawValue)"
+            case .sessionStarted: "sessionStarted"
+            case .sessionEnded: "sessionEnded"
+            }
+        }
+    }
+
+    @Test("PROGRAMMER_INFO identifies the programmer: a link session starts and a device event is stored")
+    func identification() {
+        var rules = BridgeRules(configuration: BridgeConfiguration())
+        let session = rules.openSession(path: "/dev/ttyR0")
+        _ = rules.linkChanged(session, to: .connected, nowMs: Self.t0)
+        #expect(rules.unidentifiedSessions.map(\.path) == ["/dev/ttyR0"])
+        let effects = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1")))], counters: DecoderCounters())
+        #expect(Self.kinds(effects) == ["sessionStarted", "event:device"])
+        #expect(rules.device("PGM-R1")?.linkStateName == "connected")
+        #expect(rules.unidentifiedSessions.isEmpty)
+        #expect(effects.logs.contains { $0.message == "programmer identified" && $0.metadata["device"] == "PGM-R1" })
+    }
+
+    @Test("an alarm before identification is not stored (no ACK, the programmer retransmits); a snapshot is held and applied on identification")
+    func beforeIdentification() {
+        var rules = BridgeRules(configuration: BridgeConfiguration())
+        let session = rules.openSession(path: "/dev/ttyR0")
+        _ = rules.linkChanged(session, to: .connected, nowMs: Self.t0)
+        let early = rules.receive(session, [Self.received(Self.alarm(5)), Self.received(Self.status(deviceTimeMs: Self.t0))], counters: DecoderCounters())
+        #expect(early.journal.isEmpty)
+        #expect(early.acks.isEmpty)
+        #expect(early.logs.contains { $0.level == .warning })
+        let later = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1")))], counters: DecoderCounters())
+        #expect(Self.kinds(later) == ["sessionStarted", "event:device", "snapshot:status"])
+    }
+
+    @Test("an alarm becomes one journal op and an ACK that waits for its result: stored when the commit stored it, rejected when the commit failed")
+    func alarmAckFollowsCommit() {
+        var (rules, session) = Self.identified()
+        let effects = rules.receive(session, [Self.received(Self.alarm(7), sequence: 42)], counters: DecoderCounters())
+        #expect(Self.kinds(effects) == ["pumpAlarm"])
+        #expect(effects.acks.map(\.alarmID) == [7])
+        #expect(effects.acknowledgements(after: nil) == [AckInstruction(sequence: 42, alarmID: 7, status: .rejected)])
+        let stored = JournalOpResult(alarmOutcome: .duplicate)
+        #expect(effects.acknowledgements(after: [stored]) == [AckInstruction(sequence: 42, alarmID: 7, status: .stored)])
+        #expect(effects.acknowledgements(after: [.none]) == [AckInstruction(sequence: 42, alarmID: 7, status: .rejected)])
+    }
+
+    @Test("a snapshot is stored when its value changes or a minute has passed, compared by value without its device time")
+    func snapshotDownsampling() {
+        var (rules, session) = Self.identified()
+        func stored(_ message: Message, at ms: Int64) -> Bool {
+            Self.kinds(rules.receive(session, [Self.received(message, at: ms)], counters: DecoderCounters())).contains("snapshot:status")
+        }
+        #expect(stored(Self.status(deviceTimeMs: Self.t0), at: Self.t0))
+        #expect(!stored(Self.status(deviceTimeMs: Self.t0 + 1000), at: Self.t0 + 1000), "same value, new device time: not stored")
+        #expect(stored(Self.status(deviceTimeMs: Self.t0 + 2000, mask: 1), at: Self.t0 + 2000), "changed value")
+        #expect(!stored(Self.status(deviceTimeMs: Self.t0 + 3000, mask: 1), at: Self.t0 + 59_000))
+        #expect(stored(Self.status(deviceTimeMs: Self.t0 + 4000, mask: 1), at: Self.t0 + 2000 + BridgeRules.snapshotRepeatMs))
+    }
+
+    @Test("a device time of i64 min or max is not a time: no clock offset, no overflow, the raw value kept")
+    func extremeDeviceTimes() {
+        for extreme in [Int64.min, Int64.max, Int64.min + 1, -62_135_596_800_001, 253_402_300_800_000] {
+            var (rules, session) = Self.identified()
+            let effects = rules.receive(session, [
+                Self.received(Self.status(deviceTimeMs: extreme)),
+                Self.received(.reservoir(Reservoir(deviceTimeMs: extreme, lastRefillTimeMs: extreme, volumeULX10: .max, capacityUL: .max,
+                                                   lowReservoirThresholdUL: .max, deliveredSinceRefillULX10: .max, volumeSource: .calculated))),
+            ], counters: DecoderCounters())
+            let device = rules.device("PGM-R1")
+            #expect(device?.status?.deviceTimeMs == nil)
+            #expect(device?.status?.value.deviceTimeMs == extreme)
+            #expect(device?.clockOffsetMs == nil)
+            #expect(Self.kinds(effects).contains("snapshot:reservoir"))
+        }
+    }
+
+    @Test("a link loss raises link_lost once and ends the link session; identification ends it again")
+    func linkLoss() {
+        var (rules, session) = Self.identified()
+        let lost = rules.linkChanged(session, to: .disconnected(.hangUp), nowMs: Self.t0 + 10)
+        #expect(Self.kinds(lost) == ["raise:link_lost", "sessionEnded", "event:device"])
+        #expect(rules.openBridgeAlarms["PGM-R1"] == [.linkLost])
+        _ = rules.linkChanged(session, to: .connected, nowMs: Self.t0 + 20)
+        let back = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1")), at: Self.t0 + 30)], counters: DecoderCounters())
+        #expect(Self.kinds(back) == ["sessionStarted", "end:link_lost", "event:device"])
+        #expect(rules.openBridgeAlarms["PGM-R1"]?.isEmpty == true)
+    }
+
+    @Test("a tick marks a silent link stale at the given time and says when the next one is due")
+    func staleness() {
+        var (rules, session) = Self.identified()
+        _ = rules.receive(session, [Self.received(Self.status(deviceTimeMs: Self.t0), at: Self.t0)], counters: DecoderCounters())
+        let staleMs: Int64 = 5000
+        let early = rules.tick(nowMs: Self.t0 + 1000)
+        #expect(early.effects.journal.isEmpty)
+        #expect(early.nextDeadlineMs == Self.t0 + staleMs + 1)
+        let late = rules.tick(nowMs: Self.t0 + staleMs + 1)
+        #expect(Self.kinds(late.effects) == ["raise:data_stale", "event:device"])
+        #expect(rules.device("PGM-R1")?.linkStateName == "stale")
+        let again = rules.receive(session, [Self.received(Self.status(deviceTimeMs: Self.t0), at: Self.t0 + 9000)], counters: DecoderCounters())
+        #expect(Self.kinds(again).first == "end:data_stale")
+    }
+
+    @Test("bridge alarms restored from the journal are ended, not raised twice")
+    func restoredBridgeAlarms() {
+        var rules = BridgeRules(configuration: BridgeConfiguration(), openBridgeAlarms: ["PGM-R1": [.linkLost]])
+        let session = rules.openSession(path: "/dev/ttyR0")
+        _ = rules.linkChanged(session, to: .connected, nowMs: Self.t0)
+        let effects = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1")))], counters: DecoderCounters())
+        #expect(Self.kinds(effects).contains("end:link_lost"))
+    }
+
+    @Test("the counters of each batch are handed on as before and after, for metrics")
+    func counters() {
+        var (rules, session) = Self.identified()
+        var after = DecoderCounters()
+        after.framesAccepted = 9
+        let effects = rules.receive(session, [Self.received(Self.status(deviceTimeMs: Self.t0))], counters: after)
+        #expect(effects.counters?.after.framesAccepted == 9)
+    }
+
+    @Test("an alarm's content key tells a retransmission (same content) from a reused id (other content)")
+    func alarmContentKey() {
+        guard case .alarm(let a) = Self.alarm(9, detail: "x"), case .alarm(let b) = Self.alarm(9, raised: false, detail: "x"),
+              case .alarm(let c) = Self.alarm(9, detail: "x\u{B0}") else { return }
+        #expect(JournalOp.PumpAlarm(a, device: "P").content == JournalOp.PumpAlarm(a, device: "P").content)
+        #expect(JournalOp.PumpAlarm(a, device: "P").content != JournalOp.PumpAlarm(b, device: "P").content)
+        #expect(JournalOp.PumpAlarm(a, device: "P").content != JournalOp.PumpAlarm(c, device: "P").content)
+    }
+}
