@@ -39,6 +39,11 @@ public struct BridgeConfiguration: Sendable, Hashable {
     public var stabilityWarningDays: Double = 14
     /// Flag a refill whose discrepancy magnitude exceeds this fraction (no published threshold).
     public var refillDiscrepancyBound: Double = 0.10
+    /// A refill whose measured residual differs from the expected one by more than this (µL) is
+    /// flagged in a pump's refill history, for pumps of 20 mL or less (Maino et al. 2017: > 1 mL).
+    public var refillDiscrepancyBoundSmallPumpUL: Int64 = 1_000
+    /// The same bound for larger pumps (> 2 mL).
+    public var refillDiscrepancyBoundLargePumpUL: Int64 = 2_000
     /// Raise `clock_drift` when the device clock is off the host clock by more than this.
     public var clockDriftBound: Duration = .seconds(300)
     /// Journal retention in days.

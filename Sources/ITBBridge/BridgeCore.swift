@@ -91,7 +91,7 @@ public final class BridgeCore: Sendable {
 
     /// The session's link has stopped for good (shutdown, or the path was removed).
     public func closeSessionNow(_ id: SessionID) {
-        step { rules, _ in rules.closeSession(id) }
+        step { rules, nowMs in rules.closeSession(id, nowMs: nowMs) }
     }
 
     /// Marks silent links stale. Returns when the next device would go stale if it stays silent
@@ -162,8 +162,8 @@ public final class BridgeCore: Sendable {
             // (Alarms are not published: the programmer retransmits them until they are stored.)
             for op in ops {
                 switch op {
-                case .snapshot(let device, let kind, _, let data):
-                    hub.publish(PublishedEvent(unjournaled: device, type: kind.rawValue, data: data))
+                case .snapshot(let device, let pump, let kind, _, let data):
+                    hub.publish(PublishedEvent(unjournaled: device, pump: pump, type: kind.rawValue, data: data))
                 case .event(let device, let type, let data):
                     hub.publish(PublishedEvent(unjournaled: device, type: type.rawValue, data: data))
                 default:

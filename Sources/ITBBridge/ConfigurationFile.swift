@@ -86,6 +86,8 @@ public enum ConfigurationFile {
             case "refill_due_soon_days": config.refillDueSoonDays = try number()
             case "stability_warning_days": config.stabilityWarningDays = try number()
             case "refill_discrepancy_bound": config.refillDiscrepancyBound = try number()
+            case "refill_discrepancy_ul_small_pump": config.refillDiscrepancyBoundSmallPumpUL = Int64(try integer())
+            case "refill_discrepancy_ul_large_pump": config.refillDiscrepancyBoundLargePumpUL = Int64(try integer())
             case "clock_drift_bound_s": config.clockDriftBound = try seconds()
             case "retention_days": config.retentionDays = try integer()
             case "subscriber_buffer_events":

@@ -201,6 +201,14 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
+    /// A value that is already JSON text (a stored rendering), written as it is.
+    public mutating func rendered(_ json: String) {
+        separate()
+        var copy = json
+        copy.withUTF8 { bytes.append(contentsOf: $0) }
+        needsComma = true
+    }
+
     /// A time in ms since the epoch as RFC 3339 UTC with milliseconds; `null` when `0` and
     /// `absentWhenZero` (the protocol's "absent"), and `null` when RFC 3339 cannot show it
     /// (outside ``RFC3339/representable``): never a plausible-looking wrong date. Use

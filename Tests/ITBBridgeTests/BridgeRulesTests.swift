@@ -40,13 +40,17 @@ struct BridgeRulesTests {
             switch op {
             case .pumpAlarm: "pumpAlarm"
             case .event(_, let type, _): "event:\(type.rawValue)"
-            case .snapshot(_, let kind, _, _): "snapshot:\(kind.rawValue)"
+            case .snapshot(_, _, let kind, _, _): "snapshot:\(kind.rawValue)"
             case .refill: "refill"
             case .program: "program"
-            case .raiseBridgeAlarm(_, let code, _, _): "raise:\(code.rawValue)"
+            case .raiseBridgeAlarm(_, _, let code, _, _): "raise:\(code.rawValue)"
             case .endBridgeAlarm(_, let code): "end:\(code.rawValue)"
             case .sessionStarted: "sessionStarted"
             case .sessionEnded: "sessionEnded"
+            case .pumpSessionBegan(let seen): "pumpBegan:\(seen.id)"
+            case .pumpSeen(let seen): "pumpSeen:\(seen.id)"
+            case .pumpSessionEnded(let pump, _, let cause, _): "pumpEnded:\(pump):\(cause.rawValue)"
+            case .pumpLatest(let latest): "latest:\(latest.kind.rawValue)"
             }
         }
     }
@@ -171,5 +175,105 @@ struct BridgeRulesTests {
         #expect(JournalOp.PumpAlarm(a, device: "P").content == JournalOp.PumpAlarm(a, device: "P").content)
         #expect(JournalOp.PumpAlarm(a, device: "P").content != JournalOp.PumpAlarm(b, device: "P").content)
         #expect(JournalOp.PumpAlarm(a, device: "P").content != JournalOp.PumpAlarm(c, device: "P").content)
+    }
+
+    // MARK: pump attribution (issue 13)
+
+    static func session(_ serial: String, _ event: SessionEvent = .begin, manufacturer: UInt16 = 1) -> Message {
+        .pumpSession(PumpSession(implantDateMs: t0 - 86_400_000 * 400, eriDateMs: 0, reservoirCapacityUL: 40_000, manufacturerCode: manufacturer,
+                                 event: event, batteryState: .ok, pumpModel: "SynchroMed II", pumpSerial: serial))
+    }
+
+    static func reservoir(volumeUL: UInt32) -> Message {
+        .reservoir(Reservoir(deviceTimeMs: t0, lastRefillTimeMs: t0 - 86_400_000 * 20, volumeULX10: volumeUL * 10, capacityUL: 40_000,
+                             lowReservoirThresholdUL: 2000, deliveredSinceRefillULX10: 0, volumeSource: .calculated))
+    }
+
+    /// The pump each pump-bearing op names, in order (`-` for none).
+    static func pumps(_ effects: BridgeEffects) -> [String] {
+        effects.journal.compactMap { op in
+            switch op {
+            case .snapshot(_, let pump, _, _, _), .refill(_, let pump, _, _, _, _, _, _, _, _, _), .program(_, let pump, _, _),
+                 .raiseBridgeAlarm(_, let pump, _, _, _):
+                pump ?? "-"
+            case .pumpAlarm(let alarm): alarm.pump ?? "-"
+            default: nil
+            }
+        }
+    }
+
+    @Test("every pump message between PUMP_SESSION begin and end belongs to that pump; after the end, to none, and the programmer's view no longer shows it")
+    func attributionWithinSession() {
+        var (rules, session) = Self.identified()
+        var m: UInt32 = 0
+        func send(_ message: Message) -> BridgeEffects {
+            m += 1
+            return rules.receive(session, [Self.received(message, at: Self.t0 + Int64(m) * 1000, sequence: m)], counters: DecoderCounters())
+        }
+        let began = send(Self.session("NGP-A"))
+        #expect(Self.kinds(began).contains("pumpBegan:1-NGP-A"))
+        #expect(Self.pumps(send(Self.status(deviceTimeMs: Self.t0))) == ["1-NGP-A"])
+        #expect(Self.pumps(send(Self.reservoir(volumeUL: 20_000))) == ["1-NGP-A"])
+        #expect(Self.pumps(send(Self.alarm(3))) == ["1-NGP-A"])
+        #expect(rules.device("PGM-R1")?.pump?.id == "1-NGP-A")
+        #expect(rules.device("PGM-R1")?.reservoir != nil)
+        let ended = send(Self.session("NGP-A", .end))
+        #expect(Self.kinds(ended).contains("pumpEnded:1-NGP-A:ended"))
+        #expect(rules.device("PGM-R1")?.pump == nil)
+        #expect(rules.device("PGM-R1")?.reservoir == nil, "a closed pump's values leave the programmer's view")
+        #expect(rules.device("PGM-R1")?.status == nil)
+        #expect(Self.pumps(send(Self.status(deviceTimeMs: Self.t0 + 5000))) == ["-"], "outside a session a message belongs to no pump")
+    }
+
+    @Test("a begin for another pump closes the previous context first: nothing of the new pump is attributed to the previous one")
+    func anotherPumpClosesContext() {
+        var (rules, session) = Self.identified()
+        _ = rules.receive(session, [Self.received(Self.session("NGP-A")), Self.received(Self.reservoir(volumeUL: 30_000))], counters: DecoderCounters())
+        let effects = rules.receive(session, [Self.received(Self.session("PR-B", manufacturer: 2)), Self.received(Self.reservoir(volumeUL: 5_000))],
+                                    counters: DecoderCounters())
+        let kinds = Self.kinds(effects)
+        let ended = kinds.firstIndex(of: "pumpEnded:1-NGP-A:another_pump")
+        let began = kinds.firstIndex(of: "pumpBegan:2-PR-B")
+        #expect(ended != nil && began != nil && ended! < began!)
+        #expect(Self.pumps(effects) == ["2-PR-B"])
+        #expect(rules.device("PGM-R1")?.reservoir?.value.volumeULX10 == 50_000)
+    }
+
+    @Test("the same pump's begin repeated (with PROGRAMMER_INFO) continues its session; a lost link and a programmer restart close it")
+    func contextLifecycle() {
+        var (rules, session) = Self.identified()
+        _ = rules.receive(session, [Self.received(Self.session("NGP-A"))], counters: DecoderCounters())
+        let again = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1"))), Self.received(Self.session("NGP-A"))],
+                                  counters: DecoderCounters())
+        #expect(Self.kinds(again).contains("pumpSeen:1-NGP-A"))
+        #expect(!Self.kinds(again).contains { $0.hasPrefix("pumpEnded") || $0.hasPrefix("pumpBegan") })
+        let lost = rules.linkChanged(session, to: .disconnected(.hangUp), nowMs: Self.t0 + 10)
+        #expect(Self.kinds(lost).contains("pumpEnded:1-NGP-A:link_lost"))
+        #expect(Self.pumps(lost) == ["-"], "link_lost is the programmer's, not the pump's")
+
+        _ = rules.linkChanged(session, to: .connected, nowMs: Self.t0 + 20)
+        _ = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1"))), Self.received(Self.session("NGP-C"))], counters: DecoderCounters())
+        let restarted = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1", boot: 2)))], counters: DecoderCounters())
+        #expect(Self.kinds(restarted).contains("pumpEnded:1-NGP-C:programmer_restarted"))
+        #expect(rules.device("PGM-R1")?.pump == nil)
+    }
+
+    @Test("a refill due date in the past raises refill_overdue (medium), not refill_due_soon")
+    func overdueRefill() {
+        var (rules, session) = Self.identified()
+        // 2000 µL left at the 2000 µL threshold: the alarm date is now; with the 4-day margin the due date passed 4 days ago.
+        let effects = rules.receive(session, [Self.received(Self.session("NGP-A")), Self.received(Self.status(deviceTimeMs: Self.t0)),
+                                              Self.received(Self.reservoir(volumeUL: 2000))], counters: DecoderCounters())
+        #expect(Self.kinds(effects).contains("raise:refill_overdue"))
+        #expect(!Self.kinds(effects).contains("raise:refill_due_soon"))
+        #expect(Self.pumps(effects).last == "1-NGP-A")
+    }
+
+    @Test("a pump id is URL-safe, stable and unique across manufacturers")
+    func pumpIDs() {
+        #expect(PumpIdentity(manufacturerCode: 1, serial: "NGP104857H").id == "1-NGP104857H")
+        #expect(PumpIdentity(manufacturerCode: 2, serial: "NGP104857H").id == "2-NGP104857H")
+        #expect(PumpIdentity(manufacturerCode: 2, serial: "PR/0042 x").id == "2-PR~2F0042~20x")
+        #expect(PumpIdentity(manufacturerCode: 2, serial: "A~B\u{E9}").id == "2-A~7EB~E9")
     }
 }

@@ -338,6 +338,8 @@ struct OpenAPIDocumentTests {
         "GET /v1/health", "GET /v1/devices", "GET /v1/devices/{id}", "GET /v1/devices/{id}/status",
         "GET /v1/devices/{id}/reservoir", "GET /v1/devices/{id}/program", "GET /v1/alarms", "GET /v1/alarms/{alarm}",
         "POST /v1/alarms/{alarm}/acknowledge", "GET /v1/events", "GET /metrics", "GET /v1/openapi.json",
+        "GET /v1/pumps", "GET /v1/pumps/{pump}", "GET /v1/pumps/{pump}/reservoir", "GET /v1/pumps/{pump}/refills",
+        "GET /v1/pumps/{pump}/programs", "GET /v1/pumps/{pump}/sessions",
     ]
 
     @Test("the document served at /v1/openapi.json lists exactly the served routes, and each of them answers")
@@ -356,6 +358,7 @@ struct OpenAPIDocumentTests {
             for route in documented.sorted() where !route.hasSuffix("/v1/events") {
                 let parts = route.split(separator: " ")
                 let path = String(parts[1]).replacingOccurrences(of: "{id}", with: "NOPE").replacingOccurrences(of: "{alarm}", with: "1")
+                    .replacingOccurrences(of: "{pump}", with: "1-NOPE")
                 let response = try await bridge.request(String(parts[0]), path)
                 if response.status == 404 {
                     let body = try JSONObject.parse(response.body)

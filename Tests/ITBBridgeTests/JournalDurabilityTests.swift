@@ -7,7 +7,7 @@ import Testing
 @Suite("Journal durability classes")
 struct JournalDurabilityTests {
     private static func snapshot(_ n: Int) -> JournalOp {
-        .snapshot(device: "PGM-1", kind: .status, deviceTimeMs: nil, data: "{\"n\":\(n)}")
+        .snapshot(device: "PGM-1", pump: nil, kind: .status, deviceTimeMs: nil, data: "{\"n\":\(n)}")
     }
 
     @Test("a batch of snapshots only is committed without an fsync; any other op, or the unsynced bound, makes the commit synchronous and syncs what came before")

@@ -33,7 +33,9 @@ struct SimulatorScenarioTests {
             if (reservoir["volume_ul"] as? Double ?? 0) >= 36_000 { problems.append("the reservoir did not drain") }
             return problems
         }),
-        ScenarioExpectation(name: "low-reservoir", pumpAlarms: ["low_reservoir"], bridgeAlarms: ["refill_due_soon"]),
+        // The scenario runs the reservoir down to its alarm: the refill date passes, so the bridge's
+        // refill alarm ends up escalated to refill_overdue.
+        ScenarioExpectation(name: "low-reservoir", pumpAlarms: ["low_reservoir"], bridgeAlarms: ["refill_overdue"]),
         ScenarioExpectation(name: "over-infusion", bridgeAlarms: ["refill_discrepancy"], check: { reservoir, _, _, _ in
             let refill = reservoir["last_refill"] as? [String: Any]
             let discrepancy = refill?["discrepancy"] as? Double ?? 0

@@ -38,6 +38,10 @@ public struct APIError: HTTPResponseError, Sendable {
         APIError(.notFound, "unknown_device", "no programmer with serial \(id) is known to the bridge")
     }
 
+    static func unknownPump(_ id: String) -> APIError {
+        APIError(.notFound, "unknown_pump", "no pump with id \(id) is known to the bridge (ids are <manufacturer code>-<serial>, as /v1/pumps lists them)")
+    }
+
     static func badQuery(_ name: String, _ expected: String) -> APIError {
         APIError(.badRequest, "bad_request", "query parameter `\(name)`: expected \(expected)")
     }

@@ -35,13 +35,32 @@ public struct BridgeQueries: Sendable {
     /// The highest event id stored, 0 when none.
     public func latestEventID() async throws(JournalError) -> Int64 { try await core.journal.latestEventID() }
     /// Stored events after `after`, oldest first (an event stream's replay).
-    public func events(after: Int64, device: String?, types: Set<String>?, limit: Int) async throws(JournalError) -> [StoredEvent] {
-        try await core.journal.events(after: after, device: device, types: types, limit: limit)
+    public func events(after: Int64, device: String?, pump: String? = nil, types: Set<String>?, limit: Int) async throws(JournalError) -> [StoredEvent] {
+        try await core.journal.events(after: after, device: device, pump: pump, types: types, limit: limit)
     }
     /// Alarms as `GET /v1/alarms` filters them.
-    public func alarms(active: Bool?, device: String?, sinceEventID: Int64?, limit: Int) async throws(JournalError) -> [AlarmRecord] {
-        try await core.journal.alarms(active: active, device: device, sinceEventID: sinceEventID, limit: limit)
+    public func alarms(active: Bool?, device: String?, pump: String? = nil, sinceEventID: Int64?, limit: Int) async throws(JournalError) -> [AlarmRecord] {
+        try await core.journal.alarms(active: active, device: device, pump: pump, sinceEventID: sinceEventID, limit: limit)
     }
+    /// The refill worklist (`GET /v1/pumps`).
+    public func pumps(_ filter: PumpFilter, after cursor: PumpCursor?, limit: Int) async throws(JournalError) -> [PumpRecord] {
+        try await core.journal.pumps(filter, after: cursor, limit: limit)
+    }
+    /// One pump; nil when unknown.
+    public func pump(id: String) async throws(JournalError) -> PumpRecord? { try await core.journal.pump(id: id) }
+    /// A pump's reservoir readings.
+    public func pumpReadings(id: String, sinceMs: Int64?, untilMs: Int64?, after: Int64?, limit: Int) async throws(JournalError) -> [PumpReading] {
+        try await core.journal.pumpReadings(id: id, sinceMs: sinceMs, untilMs: untilMs, after: after, limit: limit)
+    }
+    /// A pump's refills.
+    public func pumpRefills(id: String) async throws(JournalError) -> [PumpRefillRecord] { try await core.journal.pumpRefills(id: id) }
+    /// A pump's dose programs.
+    public func pumpPrograms(id: String) async throws(JournalError) -> [PumpProgramRecord] { try await core.journal.pumpPrograms(id: id) }
+    /// A pump's interrogation sessions.
+    public func pumpSessions(id: String) async throws(JournalError) -> [PumpSessionRecord] { try await core.journal.pumpSessions(id: id) }
+    /// True when the journal knows the pump.
+    public func pumpExists(id: String) async throws(JournalError) -> Bool { try await core.journal.pumpExists(id: id) }
+
     /// One alarm and its transitions.
     public func alarm(id: Int64) async throws(JournalError) -> (AlarmRecord, [AlarmTransitionRecord])? {
         try await core.journal.alarm(id: id)

@@ -27,6 +27,8 @@ enum EventStream {
     static func response(request: Request, context: BridgeRequestContext, core: BridgeQueries) async throws -> Response {
         let query = request.uri.queryParameters
         let device = query.get("device")
+        let pump = query.get("pump")
+        if let pump, try await !BridgeRoutes.journalCall({ try await core.pumpExists(id: pump) }) { throw APIError.unknownPump(pump) }
         var typeFilter: Set<String>?
         if let list = query.get("types") {
             let requested = Set(list.split(separator: ",").map { String($0) })
@@ -43,7 +45,7 @@ enum EventStream {
             }
             lastEventID = id
         }
-        let filter = EventFilter(device: device, types: typeFilter)
+        let filter = EventFilter(device: device, pump: pump, types: typeFilter)
         let types = typeFilter
         let resumeAfter = lastEventID
         let channel = context.channel
@@ -66,7 +68,7 @@ enum EventStream {
                     if let start = resumeAfter {
                         var cursor = start
                         while true {
-                            let page = try await queries.events(after: cursor, device: device, types: types, limit: 1000)
+                            let page = try await queries.events(after: cursor, device: device, pump: pump, types: types, limit: 1000)
                             for event in page {
                                 try await writer.write(PublishedEvent(event).sse)
                                 cursor = event.id

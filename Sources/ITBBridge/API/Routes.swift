@@ -77,15 +77,15 @@ public enum BridgeRoutes {
         router.get("/v1/devices/:id/status") { _, context in
             let device = try await knownDevice(core, context)
             guard let status = device.status else {
-                throw APIError(.notFound, "no_status", "programmer \(device.id) has not reported a pump status yet")
+                throw APIError(.notFound, "no_status", "programmer \(device.id) has no current pump status: none since its pump session began, or none outside a session (a pump's values stay under /v1/pumps/{id} once its session ends)")
             }
-            return json { Rendering.status(device.id, status, &$0) }
+            return json { Rendering.status(device.id, pump: device.pump?.id, status, &$0) }
         }
 
         router.get("/v1/devices/:id/reservoir") { _, context in
             let device = try await knownDevice(core, context)
             guard device.reservoir != nil else {
-                throw APIError(.notFound, "no_reservoir", "programmer \(device.id) has not reported a reservoir reading yet")
+                throw APIError(.notFound, "no_reservoir", "programmer \(device.id) has no current reservoir reading: none since its pump session began, or none outside a session (a pump's values stay under /v1/pumps/{id} once its session ends)")
             }
             let configuration = core.configuration
             return json { Rendering.reservoir(device, configuration, &$0) }
@@ -94,9 +94,9 @@ public enum BridgeRoutes {
         router.get("/v1/devices/:id/program") { _, context in
             let device = try await knownDevice(core, context)
             guard let program = device.program else {
-                throw APIError(.notFound, "no_program", "programmer \(device.id) has not reported a dose program yet")
+                throw APIError(.notFound, "no_program", "programmer \(device.id) has no current dose program: none since its pump session began, or none outside a session (a pump's values stay under /v1/pumps/{id} once its session ends)")
             }
-            return json { Rendering.program(device.id, program, &$0) }
+            return json { Rendering.program(device.id, pump: device.pump?.id, program, &$0) }
         }
 
         router.get("/v1/alarms") { request, _ in
@@ -117,7 +117,9 @@ public enum BridgeRoutes {
                 return n
             } ?? 1000
             let device = query.get("device")
-            let alarms = try await journalCall { try await core.alarms(active: active, device: device, sinceEventID: since, limit: limit) }
+            let pump = query.get("pump")
+            if let pump, try await !journalCall({ try await core.pumpExists(id: pump) }) { throw APIError.unknownPump(pump) }
+            let alarms = try await journalCall { try await core.alarms(active: active, device: device, pump: pump, sinceEventID: since, limit: limit) }
             return json { json in
                 json.beginObject()
                 json.key("alarms")
@@ -191,6 +193,7 @@ public enum BridgeRoutes {
             }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: document)))
         }
+        addPumpRoutes(to: router, core)
         return router
     }
 

@@ -18,6 +18,8 @@ public struct AlarmRecord: Hashable, Sendable {
     public var id: Int64
     /// Programmer serial.
     public var device: String
+    /// The pump (``PumpIdentity/id``) in session when the alarm was raised; nil outside a session.
+    public var pump: String?
     /// `pump` (reported by the pump) or `bridge` (raised by the daemon).
     public var source: String
     /// Code name (`low_reservoir`, `link_lost`, or `unknown`).
@@ -55,6 +57,7 @@ public struct AlarmRecord: Hashable, Sendable {
     init(row: Row) {
         id = row["id"]
         device = row["device"]
+        pump = row["pump"]
         source = row["source"]
         code = row["code"]
         codeRaw = row["code_raw"]
@@ -79,6 +82,7 @@ public struct AlarmRecord: Hashable, Sendable {
         json.beginObject()
         json.key("id"); json.int(id)
         json.key("device"); json.protocolText(device)
+        json.key("pump"); if let pump { json.string(pump) } else { json.null() }
         json.key("source"); json.string(source)
         json.key("code"); json.string(code)
         json.key("code_raw"); if let codeRaw { json.int(codeRaw) } else { json.null() }
@@ -182,10 +186,10 @@ extension Database {
                 try execute(sql: "UPDATE alarm SET detail = ? WHERE id = ?", arguments: [a.detail, ref])
             } else {
                 try execute(sql: """
-                    INSERT INTO alarm (device, source, code, code_raw, priority, priority_raw, state, detail,
+                    INSERT INTO alarm (device, pump, source, code, code_raw, priority, priority_raw, state, detail,
                                        device_alarm_id, onset_time_ms, raised_at_ms)
-                    VALUES (?, 'pump', ?, ?, ?, ?, 'active', ?, ?, ?, ?)
-                    """, arguments: [a.device, a.codeName, a.codeRaw, a.priorityName, a.priorityRaw, a.detail, a.alarmID, a.onsetTimeMs, nowMs])
+                    VALUES (?, ?, 'pump', ?, ?, ?, ?, 'active', ?, ?, ?, ?)
+                    """, arguments: [a.device, a.pump, a.codeName, a.codeRaw, a.priorityName, a.priorityRaw, a.detail, a.alarmID, a.onsetTimeMs, nowMs])
                 ref = lastInsertedRowID
                 state = .active
             }
@@ -200,10 +204,10 @@ extension Database {
             // yet arrived): kept, as an alarm that is already over, rather than dropped; a raise
             // with a lower id that arrives later joins it.
             try execute(sql: """
-                INSERT INTO alarm (device, source, code, code_raw, priority, priority_raw, state, detail,
+                INSERT INTO alarm (device, pump, source, code, code_raw, priority, priority_raw, state, detail,
                                    cleared_device_alarm_id, onset_time_ms, raised_at_ms, cleared_at_ms)
-                VALUES (?, 'pump', ?, ?, ?, ?, 'ended', ?, ?, ?, ?, ?)
-                """, arguments: [a.device, a.codeName, a.codeRaw, a.priorityName, a.priorityRaw, a.detail, a.alarmID, a.onsetTimeMs, nowMs, nowMs])
+                VALUES (?, ?, 'pump', ?, ?, ?, ?, 'ended', ?, ?, ?, ?, ?)
+                """, arguments: [a.device, a.pump, a.codeName, a.codeRaw, a.priorityName, a.priorityRaw, a.detail, a.alarmID, a.onsetTimeMs, nowMs, nowMs])
             ref = lastInsertedRowID
             state = .ended
         }
@@ -217,7 +221,7 @@ extension Database {
         var result = JournalOpResult(events: [event], alarms: [record], alarmOutcome: .stored(record, event: event))
         if reused {
             let detail = "programmer \(a.device) sent alarm_id \(a.alarmID) again with other content (now \(a.codeName) \(a.transitionName)): stored as a new alarm (bridge alarm \(record.id)); the programmer may have been reset or repaired"
-            if let (bridge, bridgeEvent) = try raiseBridgeAlarm(device: a.device, code: .alarmIDReused, priority: "medium", detail: detail,
+            if let (bridge, bridgeEvent) = try raiseBridgeAlarm(device: a.device, pump: a.pump, code: .alarmIDReused, priority: "medium", detail: detail,
                                                                   nowMs: nowMs, updatingOpen: true) {
                 result.events.append(bridgeEvent)
                 result.alarms.append(bridge)
@@ -228,7 +232,7 @@ extension Database {
 
     /// Raises a bridge alarm of `code` for `device`; nil when it is already open (or, with
     /// `updatingOpen`, the open one with the new detail, published again without a transition).
-    func raiseBridgeAlarm(device: String, code: BridgeAlarmCode, priority: String, detail: String, nowMs: Int64,
+    func raiseBridgeAlarm(device: String, pump: String? = nil, code: BridgeAlarmCode, priority: String, detail: String, nowMs: Int64,
                           updatingOpen: Bool = false) throws -> (AlarmRecord, StoredEvent)? {
         if let open = try AlarmRecord.fetchOpen(self, device: device, source: "bridge", code: code.rawValue, codeRaw: nil) {
             guard updatingOpen else { return nil }
@@ -236,8 +240,8 @@ extension Database {
             return try recordChange(alarm: open.id, transition: nil, nowMs: nowMs, byUID: nil)
         }
         try execute(sql: """
-            INSERT INTO alarm (device, source, code, priority, state, detail, raised_at_ms) VALUES (?, 'bridge', ?, ?, 'active', ?, ?)
-            """, arguments: [device, code.rawValue, priority, detail, nowMs])
+            INSERT INTO alarm (device, pump, source, code, priority, state, detail, raised_at_ms) VALUES (?, ?, 'bridge', ?, ?, 'active', ?, ?)
+            """, arguments: [device, pump, code.rawValue, priority, detail, nowMs])
         return try recordChange(alarm: lastInsertedRowID, transition: .active, nowMs: nowMs, byUID: nil)
     }
 
@@ -267,7 +271,7 @@ extension Database {
     private func recordChange(alarm id: Int64, transition: AlarmRecord.State?, nowMs: Int64, byUID: Int64?) throws -> (AlarmRecord, StoredEvent) {
         guard var record = try AlarmRecord.fetch(self, id: id) else { throw DatabaseError(message: "alarm \(id) vanished inside its transaction") }
         // The event id is known only after the insert: insert, then render the final row into it.
-        let eventID = try insertEvent(timeMs: nowMs, device: record.device, type: EventType.alarm.rawValue, data: "{}")
+        let eventID = try insertEvent(timeMs: nowMs, device: record.device, pump: record.pump, type: EventType.alarm.rawValue, data: "{}")
         record.eventID = eventID
         let data = record.jsonString
         try execute(sql: "UPDATE alarm SET event_id = ? WHERE id = ?", arguments: [eventID, id])
@@ -276,7 +280,7 @@ extension Database {
             try execute(sql: "INSERT INTO alarm_transition (alarm_ref, state, at_ms, by_uid, event_id) VALUES (?, ?, ?, ?, ?)",
                         arguments: [id, transition.rawValue, nowMs, byUID, eventID])
         }
-        return (record, StoredEvent(id: eventID, timeMs: nowMs, device: record.device, type: EventType.alarm.rawValue, data: data))
+        return (record, StoredEvent(id: eventID, timeMs: nowMs, device: record.device, pump: record.pump, type: EventType.alarm.rawValue, data: data))
     }
 }
 

@@ -175,13 +175,17 @@ public final class Journal: Sendable {
     }
 
     /// Stored events with id > `after`, oldest first, optionally filtered.
-    public func events(after: Int64, device: String? = nil, types: Set<String>? = nil, limit: Int = 10_000) async throws(JournalError) -> [StoredEvent] {
+    public func events(after: Int64, device: String? = nil, pump: String? = nil, types: Set<String>? = nil, limit: Int = 10_000) async throws(JournalError) -> [StoredEvent] {
         try await read { db in
-            var sql = "SELECT id, time_ms, device, type, data FROM event WHERE id > ?"
+            var sql = "SELECT id, time_ms, device, pump, type, data FROM event WHERE id > ?"
             var arguments: [any DatabaseValueConvertible] = [after]
             if let device {
                 sql += " AND device = ?"
                 arguments.append(device)
+            }
+            if let pump {
+                sql += " AND pump = ?"
+                arguments.append(pump)
             }
             if let types, !types.isEmpty {
                 sql += " AND type IN (" + Array(repeating: "?", count: types.count).joined(separator: ",") + ")"
@@ -242,6 +246,8 @@ public struct StoredEvent: Hashable, Sendable {
     public var timeMs: Int64
     /// The programmer serial it concerns ("" for the bridge itself).
     public var device: String
+    /// The pump it belongs to (``PumpIdentity/id``); nil outside any pump session.
+    public var pump: String?
     /// `device`, `status`, `reservoir`, `alarm`, `program`, `refill`.
     public var type: String
     /// The JSON object sent as the SSE `data:`.
@@ -251,15 +257,17 @@ public struct StoredEvent: Hashable, Sendable {
         id = row["id"]
         timeMs = row["time_ms"]
         device = row["device"]
+        pump = row["pump"]
         type = row["type"]
         data = row["data"]
     }
 
     /// Creates a record.
-    public init(id: Int64, timeMs: Int64, device: String, type: String, data: String) {
+    public init(id: Int64, timeMs: Int64, device: String, pump: String? = nil, type: String, data: String) {
         self.id = id
         self.timeMs = timeMs
         self.device = device
+        self.pump = pump
         self.type = type
         self.data = data
     }
@@ -267,8 +275,8 @@ public struct StoredEvent: Hashable, Sendable {
 
 extension Database {
     /// Inserts an event and returns its id.
-    func insertEvent(timeMs: Int64, device: String, type: String, data: String) throws -> Int64 {
-        try execute(sql: "INSERT INTO event (time_ms, device, type, data) VALUES (?, ?, ?, ?)", arguments: [timeMs, device, type, data])
+    func insertEvent(timeMs: Int64, device: String, pump: String? = nil, type: String, data: String) throws -> Int64 {
+        try execute(sql: "INSERT INTO event (time_ms, device, pump, type, data) VALUES (?, ?, ?, ?, ?)", arguments: [timeMs, device, pump, type, data])
         return lastInsertedRowID
     }
 }

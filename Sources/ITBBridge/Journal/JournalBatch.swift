@@ -7,15 +7,25 @@ enum JournalOp: Sendable {
     case pumpAlarm(PumpAlarm)
     /// A plain event (`device`…) with its rendered data.
     case event(device: String, type: EventType, data: String)
-    /// A downsampled snapshot row (`status`, `reservoir`) plus its event.
-    case snapshot(device: String, kind: EventType, deviceTimeMs: Int64?, data: String)
-    /// A refill, stored once per (device, refill time); its event only when new.
-    case refill(device: String, refillTimeMs: Int64, concentration: Int64, filled: Int64, expected: Int64, measured: Int64,
-                lot: String, discrepancy: Double?, data: String)
-    /// A dose program change plus its event.
-    case program(device: String, data: String)
+    /// A downsampled snapshot row (`status`, `reservoir`) plus its event, of `pump` (nil: outside
+    /// any pump session).
+    case snapshot(device: String, pump: String?, kind: EventType, deviceTimeMs: Int64?, data: String)
+    /// A refill, stored once per (device, refill time); its event only when new. `capacityUL` is
+    /// the pump's reservoir capacity, for the discrepancy bound.
+    case refill(device: String, pump: String?, capacityUL: Int64?, refillTimeMs: Int64, concentration: Int64, filled: Int64, expected: Int64,
+                measured: Int64, lot: String, discrepancy: Double?, data: String)
+    /// A dose program change plus its event, with the concentration in force (from the status).
+    case program(device: String, pump: String?, concentration: Int64?, data: String)
+    /// A pump session began on a programmer: the pump's row is created or updated.
+    case pumpSessionBegan(PumpSeen)
+    /// The same pump's session was announced again (protocol minor 1): its row is updated.
+    case pumpSeen(PumpSeen)
+    /// The pump session on `programmer` ended.
+    case pumpSessionEnded(pump: String, programmer: String, cause: PumpContextEnd, atMs: Int64)
+    /// A pump's latest value of a kind (no event of its own: the snapshot has it).
+    case pumpLatest(PumpLatest)
     /// Raise a bridge alarm (no-op when already open).
-    case raiseBridgeAlarm(device: String, code: BridgeAlarmCode, priority: String, detail: String)
+    case raiseBridgeAlarm(device: String, pump: String?, code: BridgeAlarmCode, priority: String, detail: String)
     /// End a bridge alarm (no-op when none is open).
     case endBridgeAlarm(device: String, code: BridgeAlarmCode)
     /// A link session began (the programmer was identified on a path).
@@ -26,6 +36,8 @@ enum JournalOp: Sendable {
     /// The fields of a pump alarm to store.
     struct PumpAlarm: Sendable, Hashable {
         var device: String
+        /// The pump in session when the alarm came; nil outside a session.
+        var pump: String?
         var alarmID: Int64
         var codeName: String
         var codeRaw: Int
@@ -91,27 +103,45 @@ extension Database {
             return try storePumpAlarm(alarm, nowMs: nowMs)
         case .event(let device, let type, let data):
             return JournalOpResult(events: [try storedEvent(device: device, type: type, data: data, nowMs: nowMs)])
-        case .snapshot(let device, let kind, let deviceTimeMs, let data):
-            try execute(sql: "INSERT INTO history (device, kind, received_ms, device_time_ms, data) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [device, kind.rawValue, nowMs, deviceTimeMs, data])
-            return JournalOpResult(events: [try storedEvent(device: device, type: kind, data: data, nowMs: nowMs)])
-        case .refill(let device, let time, let concentration, let filled, let expected, let measured, let lot, let discrepancy, let data):
+        case .snapshot(let device, let pump, let kind, let deviceTimeMs, let data):
+            try execute(sql: "INSERT INTO history (device, pump, kind, received_ms, device_time_ms, data) VALUES (?, ?, ?, ?, ?, ?)",
+                        arguments: [device, pump, kind.rawValue, nowMs, deviceTimeMs, data])
+            return JournalOpResult(events: [try storedEvent(device: device, pump: pump, type: kind, data: data, nowMs: nowMs)])
+        case .refill(let device, let pump, let capacity, let time, let concentration, let filled, let expected, let measured, let lot,
+                     let discrepancy, let data):
             try execute(sql: """
-                INSERT OR IGNORE INTO refill (device, refill_time_ms, concentration_ug_per_ml, volume_filled_ul, expected_residual_ul,
-                                              measured_residual_ul, drug_lot, discrepancy, received_ms, event_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
-                """, arguments: [device, time, concentration, filled, expected, measured, lot, discrepancy, nowMs])
+                INSERT OR IGNORE INTO refill (device, pump, capacity_ul, refill_time_ms, concentration_ug_per_ml, volume_filled_ul,
+                                              expected_residual_ul, measured_residual_ul, drug_lot, discrepancy, received_ms, event_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+                """, arguments: [device, pump, capacity, time, concentration, filled, expected, measured, lot, discrepancy, nowMs])
             guard changesCount > 0 else { return .none }
-            let event = try storedEvent(device: device, type: .refill, data: data, nowMs: nowMs)
+            let event = try storedEvent(device: device, pump: pump, type: .refill, data: data, nowMs: nowMs)
             try execute(sql: "UPDATE refill SET event_id = ? WHERE device = ? AND refill_time_ms = ?", arguments: [event.id, device, time])
             return JournalOpResult(events: [event])
-        case .program(let device, let data):
-            let event = try storedEvent(device: device, type: .program, data: data, nowMs: nowMs)
-            try execute(sql: "INSERT INTO dose_program (device, received_ms, data, event_id) VALUES (?, ?, ?, ?)",
-                        arguments: [device, nowMs, data, event.id])
+        case .program(let device, let pump, let concentration, let data):
+            let event = try storedEvent(device: device, pump: pump, type: .program, data: data, nowMs: nowMs)
+            try execute(sql: "INSERT INTO dose_program (device, pump, concentration_ug_per_ml, received_ms, data, event_id) VALUES (?, ?, ?, ?, ?, ?)",
+                        arguments: [device, pump, concentration, nowMs, data, event.id])
             return JournalOpResult(events: [event])
-        case .raiseBridgeAlarm(let device, let code, let priority, let detail):
-            guard let (record, event) = try raiseBridgeAlarm(device: device, code: code, priority: priority, detail: detail, nowMs: nowMs) else {
+        case .pumpSessionBegan(let seen):
+            try upsertPump(seen)
+            try execute(sql: "UPDATE pump_session SET ended_ms = ?, end_cause = 'superseded' WHERE programmer = ? AND ended_ms IS NULL",
+                        arguments: [seen.atMs, seen.programmer])
+            try execute(sql: "INSERT INTO pump_session (pump, programmer, began_ms) VALUES (?, ?, ?)", arguments: [seen.id, seen.programmer, seen.atMs])
+            return .none
+        case .pumpSeen(let seen):
+            try upsertPump(seen)
+            return .none
+        case .pumpSessionEnded(let pump, let programmer, let cause, let atMs):
+            try execute(sql: "UPDATE pump_session SET ended_ms = ?, end_cause = ? WHERE pump = ? AND programmer = ? AND ended_ms IS NULL",
+                        arguments: [atMs, cause.rawValue, pump, programmer])
+            try execute(sql: "UPDATE pump SET last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ?", arguments: [atMs, pump])
+            return .none
+        case .pumpLatest(let latest):
+            try storeLatest(latest)
+            return .none
+        case .raiseBridgeAlarm(let device, let pump, let code, let priority, let detail):
+            guard let (record, event) = try raiseBridgeAlarm(device: device, pump: pump, code: code, priority: priority, detail: detail, nowMs: nowMs) else {
                 return .none
             }
             return JournalOpResult(events: [event], alarms: [record])
@@ -131,15 +161,51 @@ extension Database {
         }
     }
 
-    func storedEvent(device: String, type: EventType, data: String, nowMs: Int64) throws -> StoredEvent {
-        let id = try insertEvent(timeMs: nowMs, device: device, type: type.rawValue, data: data)
-        return StoredEvent(id: id, timeMs: nowMs, device: device, type: type.rawValue, data: data)
+    func storedEvent(device: String, pump: String? = nil, type: EventType, data: String, nowMs: Int64) throws -> StoredEvent {
+        let id = try insertEvent(timeMs: nowMs, device: device, pump: pump, type: type.rawValue, data: data)
+        return StoredEvent(id: id, timeMs: nowMs, device: device, pump: pump, type: type.rawValue, data: data)
+    }
+
+    /// Creates the pump's row, or updates what its latest `PUMP_SESSION` says of it.
+    fileprivate func upsertPump(_ seen: PumpSeen) throws {
+        let s = seen.session
+        try execute(sql: """
+            INSERT INTO pump (id, manufacturer_code, pump_serial, pump_model, reservoir_capacity_ul, implant_date_ms, battery_state,
+                              battery_state_raw, eri_date_ms, first_seen_ms, last_seen_ms, last_programmer)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET pump_model = excluded.pump_model, reservoir_capacity_ul = excluded.reservoir_capacity_ul,
+                implant_date_ms = excluded.implant_date_ms, battery_state = excluded.battery_state, battery_state_raw = excluded.battery_state_raw,
+                eri_date_ms = excluded.eri_date_ms, last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), last_programmer = excluded.last_programmer
+            """, arguments: [seen.id, Int(s.manufacturerCode), s.pumpSerial, s.pumpModel, Int64(s.reservoirCapacityUL),
+                             s.implantDateMs == 0 ? nil : s.implantDateMs, s.batteryState.name ?? "unknown",
+                             s.batteryState.isKnown ? nil : Int(s.batteryState.rawValue), s.eriDateMs == 0 ? nil : s.eriDateMs,
+                             seen.atMs, seen.atMs, seen.programmer])
+    }
+
+    /// Keeps a pump's latest value of a kind on its row.
+    fileprivate func storeLatest(_ latest: PumpLatest) throws {
+        switch latest.kind {
+        case .status:
+            try execute(sql: "UPDATE pump SET status = ?, status_ms = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ?",
+                        arguments: [latest.data, latest.atMs, latest.atMs, latest.pump])
+        case .program:
+            try execute(sql: "UPDATE pump SET program = ?, program_ms = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ?",
+                        arguments: [latest.data, latest.atMs, latest.atMs, latest.pump])
+        default:
+            let figures = latest.reservoir
+            try execute(sql: """
+                UPDATE pump SET reservoir = ?, reservoir_ms = ?, last_seen_ms = MAX(last_seen_ms, ?), volume_ul = ?, flow_ul_per_day = ?,
+                                reading_at_ms = ?, refill_due_ms = ?, derived = ?
+                WHERE id = ?
+                """, arguments: [latest.data, latest.atMs, latest.atMs, figures?.volumeUL, figures?.flowULPerDay, figures?.readingAtMs,
+                                 figures?.refillDueMs, figures?.derived, latest.pump])
+        }
     }
 }
 
 extension Journal {
     /// Alarms, ordered by the event id of their last change, filtered as `GET /v1/alarms` asks.
-    public func alarms(active: Bool?, device: String?, sinceEventID: Int64?, limit: Int) async throws(JournalError) -> [AlarmRecord] {
+    public func alarms(active: Bool?, device: String?, pump: String? = nil, sinceEventID: Int64?, limit: Int) async throws(JournalError) -> [AlarmRecord] {
         try await read { db in
             var clauses: [String] = []
             var arguments: [any DatabaseValueConvertible] = []
@@ -147,6 +213,10 @@ extension Journal {
             if let device {
                 clauses.append("device = ?")
                 arguments.append(device)
+            }
+            if let pump {
+                clauses.append("pump = ?")
+                arguments.append(pump)
             }
             if let sinceEventID {
                 clauses.append("event_id > ?")

@@ -136,6 +136,59 @@ enum JournalSchema {
                     '');
                 """)
         }
+        migrator.registerMigration("v3-pumps") { db in
+            // The record belongs to the pump: pumps, their interrogation sessions, and a pump
+            // reference on everything a pump reported. Existing rows are attributed from the
+            // stored `device` events, which carry each programmer's pump session.
+            try db.execute(sql: """
+                CREATE TABLE pump (
+                    id TEXT PRIMARY KEY,
+                    manufacturer_code INTEGER NOT NULL,
+                    pump_serial TEXT NOT NULL,
+                    pump_model TEXT NOT NULL,
+                    reservoir_capacity_ul INTEGER NOT NULL,
+                    implant_date_ms INTEGER,
+                    battery_state TEXT NOT NULL,
+                    battery_state_raw INTEGER,
+                    eri_date_ms INTEGER,
+                    first_seen_ms INTEGER NOT NULL,
+                    last_seen_ms INTEGER NOT NULL,
+                    last_programmer TEXT NOT NULL,
+                    -- The latest of each, as its event rendered it.
+                    status TEXT, status_ms INTEGER,
+                    reservoir TEXT, reservoir_ms INTEGER,
+                    program TEXT, program_ms INTEGER,
+                    -- From the latest reservoir reading: what the worklist sorts and projects with.
+                    volume_ul REAL, flow_ul_per_day REAL, reading_at_ms INTEGER, refill_due_ms INTEGER, derived TEXT
+                );
+                CREATE INDEX pump_refill_due ON pump(refill_due_ms, id);
+
+                CREATE TABLE pump_session (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    pump TEXT NOT NULL,
+                    programmer TEXT NOT NULL,
+                    began_ms INTEGER NOT NULL,
+                    ended_ms INTEGER,
+                    end_cause TEXT
+                );
+                CREATE INDEX pump_session_pump ON pump_session(pump, id);
+                CREATE INDEX pump_session_open ON pump_session(programmer, ended_ms);
+
+                ALTER TABLE event ADD COLUMN pump TEXT;
+                CREATE INDEX event_pump ON event(pump, id);
+                ALTER TABLE alarm ADD COLUMN pump TEXT;
+                CREATE INDEX alarm_pump ON alarm(pump, state);
+                ALTER TABLE refill ADD COLUMN pump TEXT;
+                ALTER TABLE refill ADD COLUMN capacity_ul INTEGER;
+                CREATE INDEX refill_pump ON refill(pump, refill_time_ms);
+                ALTER TABLE dose_program ADD COLUMN pump TEXT;
+                ALTER TABLE dose_program ADD COLUMN concentration_ug_per_ml INTEGER;
+                CREATE INDEX dose_program_pump ON dose_program(pump, id);
+                ALTER TABLE history ADD COLUMN pump TEXT;
+                CREATE INDEX history_pump ON history(pump, kind, id);
+                """)
+            try JournalMigrationV3.attributeExistingRecords(db)
+        }
         return migrator
     }
 }

@@ -162,6 +162,7 @@ public struct BridgeRules: Sendable {
             if case .connected = state {
                 // Identity is confirmed again by the next PROGRAMMER_INFO.
             } else {
+                closePump(&device, cause: .linkLost, atMs: nowMs, &effects)
                 raise(.linkLost, on: deviceID, priority: "medium", detail: "programmer link lost: \(state)", &effects, log: false)
                 effects.journal.append(.sessionEnded(device: deviceID, cause: "\(state)"))
                 // After a disconnect the path may come back with another programmer: forget who
@@ -176,10 +177,11 @@ public struct BridgeRules: Sendable {
     }
 
     /// The session's link has stopped for good (shutdown, or the path was removed).
-    public mutating func closeSession(_ id: SessionID) -> BridgeEffects {
+    public mutating func closeSession(_ id: SessionID, nowMs: Int64) -> BridgeEffects {
         var effects = BridgeEffects()
         guard let session = sessions.removeValue(forKey: id) else { return effects }
         if let deviceID = session.deviceID {
+            closePump(of: deviceID, cause: .stopped, atMs: nowMs, &effects)
             effects.journal.append(.sessionEnded(device: deviceID, cause: "stopped"))
         } else if session.replay, !session.pending.isEmpty {
             let alarms = session.pending.filter { if case .alarm = $0.message { true } else { false } }.count
@@ -263,6 +265,7 @@ public struct BridgeRules: Sendable {
         if let previous = device.programmerInfo, previous.value.bootID != info.bootID {
             device.bootChanges += 1
             effects.log(.notice, "programmer restarted (new boot id)", ["device": serial, "boot_id": bootText])
+            closePump(&device, cause: .programmerRestarted, atMs: receivedMs, &effects)
         }
         device.programmerInfo = Stamped(value: info, receivedAtMs: receivedMs, deviceTimeMs: nil)
         device.path = session.path
@@ -294,11 +297,31 @@ public struct BridgeRules: Sendable {
                device.heartbeat?.value.bootID != heartbeat.bootID {
                 device.bootChanges += 1
                 effects.log(.notice, "programmer restarted (new boot id in heartbeat)", ["device": id])
+                closePump(&device, cause: .programmerRestarted, atMs: at, &effects)
             }
             device.heartbeat = Stamped(value: heartbeat, receivedAtMs: at, deviceTimeMs: nil)
         case .pumpSession(let pumpSession):
-            device.pumpSession = Stamped(value: pumpSession, receivedAtMs: at, deviceTimeMs: nil)
-            effects.log(.notice, "pump session \(pumpSession.event)", ["device": id, "pump_serial": pumpSession.pumpSerial])
+            let stamped = Stamped(value: pumpSession, receivedAtMs: at, deviceTimeMs: nil)
+            device.pumpSession = stamped
+            let identity = PumpIdentity(pumpSession)
+            if pumpSession.event == .begin {
+                if device.pump?.identity == identity {
+                    // Repeated with PROGRAMMER_INFO (protocol minor 1): the same interrogation.
+                    device.pump?.session = stamped
+                    effects.journal.append(.pumpSeen(PumpSeen(identity: identity, session: pumpSession, programmer: id, atMs: at)))
+                } else {
+                    closePump(&device, cause: .anotherPump, atMs: at, &effects)
+                    device.pump = PumpContext(identity: identity, session: stamped, beganAtMs: at)
+                    effects.journal.append(.pumpSessionBegan(PumpSeen(identity: identity, session: pumpSession, programmer: id, atMs: at)))
+                    effects.log(.notice, "pump session begin", ["device": id, "pump": identity.id, "pump_serial": pumpSession.pumpSerial])
+                }
+            } else {
+                if let current = device.pump, current.identity != identity {
+                    effects.log(.warning, "pump session end for another pump than the one in session: the session is closed all the same",
+                                ["device": id, "pump": current.id, "end_for": identity.id])
+                }
+                closePump(&device, cause: .ended, atMs: at, &effects)
+            }
             devices[id] = device
             effects.journal.append(.event(device: id, type: .device, data: Rendering.string { Rendering.device(device, &$0) }))
         case .pumpStatus(let status):
@@ -307,8 +330,9 @@ public struct BridgeRules: Sendable {
             var unstamped = status
             unstamped.deviceTimeMs = 0
             if shouldStoreSnapshot(SnapshotKey(device: id, kind: .status), .status(unstamped), atMs: at) {
-                let data = Rendering.string { Rendering.status(id, stamped, &$0) }
-                effects.journal.append(.snapshot(device: id, kind: .status, deviceTimeMs: stamped.deviceTimeMs, data: data))
+                let data = Rendering.string { Rendering.status(id, pump: device.pump?.id, stamped, &$0) }
+                effects.journal.append(.snapshot(device: id, pump: device.pump?.id, kind: .status, deviceTimeMs: stamped.deviceTimeMs, data: data))
+                if let pump = device.pump { effects.journal.append(.pumpLatest(PumpLatest(pump: pump.id, kind: .status, data: data, atMs: at))) }
             }
         case .reservoir(let reservoir):
             device.reservoir = Stamped(value: reservoir, receivedAtMs: at, deviceTimeMs: reservoir.deviceTimeMs)
@@ -318,7 +342,11 @@ public struct BridgeRules: Sendable {
             if shouldStoreSnapshot(SnapshotKey(device: id, kind: .reservoir), .reservoir(unstamped), atMs: at) {
                 let config = configuration
                 let data = Rendering.string { Rendering.reservoir(device, config, &$0) }
-                effects.journal.append(.snapshot(device: id, kind: .reservoir, deviceTimeMs: device.reservoir?.deviceTimeMs, data: data))
+                effects.journal.append(.snapshot(device: id, pump: device.pump?.id, kind: .reservoir, deviceTimeMs: device.reservoir?.deviceTimeMs, data: data))
+                if let pump = device.pump {
+                    effects.journal.append(.pumpLatest(PumpLatest(pump: pump.id, kind: .reservoir, data: data, atMs: at,
+                                                                  reservoir: PumpLatest.ReservoirFigures(device, configuration))))
+                }
             }
         case .doseProgram(let program):
             var unstamped = program
@@ -331,7 +359,9 @@ public struct BridgeRules: Sendable {
                 effects.log(.notice, previous == nil ? "dose program received" : "dose program changed", [
                     "device": id, "mode": "\(program.mode)", "daily_dose_ug": "\(Double(program.dailyDoseUgX10) / 10)",
                 ])
-                effects.journal.append(.program(device: id, data: Rendering.string { Rendering.program(id, stamped, &$0) }))
+                let data = Rendering.string { Rendering.program(id, pump: device.pump?.id, stamped, &$0) }
+                effects.journal.append(.program(device: id, pump: device.pump?.id, concentration: device.status.map { Int64($0.value.concentrationUgPerML) }, data: data))
+                if let pump = device.pump { effects.journal.append(.pumpLatest(PumpLatest(pump: pump.id, kind: .program, data: data, atMs: at))) }
             }
         case .refill(let refill):
             let stamped = Stamped(value: refill, receivedAtMs: at, deviceTimeMs: refill.refillTimeMs)
@@ -340,17 +370,44 @@ public struct BridgeRules: Sendable {
             }
             let config = configuration
             effects.journal.append(.refill(
-                device: id, refillTimeMs: refill.refillTimeMs, concentration: Int64(refill.concentrationUgPerML),
+                device: id, pump: device.pump?.id, capacityUL: device.pump.map { Int64($0.session.value.reservoirCapacityUL) }, refillTimeMs: refill.refillTimeMs, concentration: Int64(refill.concentrationUgPerML),
                 filled: Int64(refill.volumeFilledUL), expected: Int64(refill.expectedResidualUL), measured: Int64(refill.measuredResidualUL),
                 lot: refill.drugLot, discrepancy: DerivedValues.refillDiscrepancy(refill),
-                data: Rendering.string { Rendering.refill(id, stamped, config, &$0) }))
+                data: Rendering.string { Rendering.refill(id, pump: device.pump?.id, stamped, config, &$0) }))
         case .alarm(let alarm):
-            effects.journal.append(.pumpAlarm(JournalOp.PumpAlarm(alarm, device: id)))
+            effects.journal.append(.pumpAlarm(JournalOp.PumpAlarm(alarm, device: id, pump: device.pump?.id)))
             effects.acks.append(.init(opIndex: effects.journal.count - 1, sequence: received.sequence, alarmID: alarm.alarmID))
         case .ack, .hostHeartbeat:
             // Host-to-programmer messages coming back: a loopback or a misbehaving device.
             effects.log(.debug, "ignoring a host-to-programmer message from the device", ["device": id])
         }
+        devices[id] = device
+    }
+
+    /// Closes the programmer's pump context, if one is open: the session ends in the journal, the
+    /// values that belonged to that pump leave the programmer's view, and the bridge alarms that
+    /// followed them end (the pump's own record keeps everything).
+    private mutating func closePump(_ device: inout DeviceState, cause: PumpContextEnd, atMs: Int64, _ effects: inout BridgeEffects) {
+        guard let pump = device.pump else { return }
+        device.pump = nil
+        device.status = nil
+        device.reservoir = nil
+        device.program = nil
+        device.lastRefill = nil
+        for kind in [EventType.status, .reservoir] { snapshotMarks[SnapshotKey(device: device.id, kind: kind)] = nil }
+        effects.journal.append(.pumpSessionEnded(pump: pump.id, programmer: device.id, cause: cause, atMs: atMs))
+        effects.log(.notice, "pump session closed", ["device": device.id, "pump": pump.id, "cause": cause.rawValue])
+        // At shutdown the bridge alarms stay as they are: the next start continues from them.
+        guard cause != .stopped else { return }
+        for code in (openBridgeAlarms[device.id] ?? []).intersection(BridgeAlarmCode.derivedFromValues).sorted(by: { $0.rawValue < $1.rawValue }) {
+            end(code, on: device.id, &effects)
+        }
+    }
+
+    /// Closes the pump context of the programmer `id` (its link went down, it restarted).
+    private mutating func closePump(of id: String, cause: PumpContextEnd, atMs: Int64, _ effects: inout BridgeEffects) {
+        guard var device = devices[id], device.pump != nil else { return }
+        closePump(&device, cause: cause, atMs: atMs, &effects)
         devices[id] = device
     }
 
@@ -371,8 +428,11 @@ public struct BridgeRules: Sendable {
             let nowDevice = Double(TimeArithmetic.sum(reservoir.deviceTimeMs, reservoir.clockOffsetMs) ?? reservoir.receivedAtMs)
             if let due = derived.refillDueDateMs {
                 let daysLeft = (Double(due) - nowDevice) / dayMs
-                if daysLeft <= configuration.refillDueSoonDays {
-                    wanted[.refillDueSoon] = ("low", "refill due in \(Self.format(daysLeft)) days (\(derived.refillDueReason?.rawValue ?? "unknown"))")
+                let reason = derived.refillDueReason?.rawValue ?? "unknown"
+                if daysLeft < 0 {
+                    wanted[.refillOverdue] = ("medium", "refill overdue by \(Self.format(-daysLeft)) days (\(reason))")
+                } else if daysLeft <= configuration.refillDueSoonDays {
+                    wanted[.refillDueSoon] = ("low", "refill due in \(Self.format(daysLeft)) days (\(reason))")
                 }
             }
             if let stability = derived.stabilityLimitDateMs {
@@ -396,7 +456,7 @@ public struct BridgeRules: Sendable {
         }
         let open = openBridgeAlarms[id] ?? []
         for (code, spec) in wanted.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where !open.contains(code) {
-            raise(code, on: id, priority: spec.priority, detail: spec.detail, &effects)
+            raise(code, on: id, pump: device.pump?.id, priority: spec.priority, detail: spec.detail, &effects)
         }
         for code in open.intersection(BridgeAlarmCode.derivedFromValues).sorted(by: { $0.rawValue < $1.rawValue }) where wanted[code] == nil {
             end(code, on: id, &effects)
@@ -424,11 +484,12 @@ public struct BridgeRules: Sendable {
         return (effects, nextDeadline)
     }
 
-    private mutating func raise(_ code: BridgeAlarmCode, on device: String, priority: String, detail: String,
+    /// Raises a bridge alarm about `device`, and about `pump` when it concerns the pump in session.
+    private mutating func raise(_ code: BridgeAlarmCode, on device: String, pump: String? = nil, priority: String, detail: String,
                                 _ effects: inout BridgeEffects, log: Bool = true) {
         guard openBridgeAlarms[device]?.contains(code) != true else { return }
         openBridgeAlarms[device, default: []].insert(code)
-        effects.journal.append(.raiseBridgeAlarm(device: device, code: code, priority: priority, detail: detail))
+        effects.journal.append(.raiseBridgeAlarm(device: device, pump: pump, code: code, priority: priority, detail: detail))
         if log { effects.log(.warning, "bridge alarm raised: \(code.rawValue)", ["device": device, "detail": detail]) }
     }
 
@@ -461,9 +522,9 @@ public struct BridgeRules: Sendable {
 extension JournalOp.PumpAlarm {
     /// The fields of `alarm` to store for `device`, with its content key: what makes a second
     /// message with the same `alarm_id` a retransmission (same content) or a reused id.
-    init(_ alarm: Alarm, device: String) {
+    init(_ alarm: Alarm, device: String, pump: String? = nil) {
         self.init(
-            device: device, alarmID: Int64(alarm.alarmID), codeName: alarm.code.name ?? "unknown", codeRaw: Int(alarm.code.rawValue),
+            device: device, pump: pump, alarmID: Int64(alarm.alarmID), codeName: alarm.code.name ?? "unknown", codeRaw: Int(alarm.code.rawValue),
             priorityName: alarm.priority.name ?? "unknown", priorityRaw: alarm.priority.isKnown ? nil : Int(alarm.priority.rawValue),
             raised: alarm.transition == .raised, transitionRaw: Int(alarm.transition.rawValue), detail: alarm.detail,
             onsetTimeMs: alarm.onsetTimeMs == 0 ? nil : alarm.onsetTimeMs,

@@ -30,6 +30,8 @@ public enum BridgeAlarmCode: String, Hashable, Sendable, CaseIterable {
     case dataStale = "data_stale"
     /// The refill is due within `refill_due_soon_days`.
     case refillDueSoon = "refill_due_soon"
+    /// The refill due date has passed (the next step after `refill_due_soon`, at higher priority).
+    case refillOverdue = "refill_overdue"
     /// The drug's stability limit is near.
     case stabilityLimitNear = "stability_limit_near"
     /// The last refill's discrepancy is beyond the configured bound.
@@ -43,5 +45,5 @@ public enum BridgeAlarmCode: String, Hashable, Sendable, CaseIterable {
 
     /// The codes raised and ended from the device's current values on every batch
     /// (``BridgeRules``); the others follow link events or journal findings.
-    public static let derivedFromValues: Set<BridgeAlarmCode> = [.refillDueSoon, .stabilityLimitNear, .refillDiscrepancy, .clockDrift]
+    public static let derivedFromValues: Set<BridgeAlarmCode> = [.refillDueSoon, .refillOverdue, .stabilityLimitNear, .refillDiscrepancy, .clockDrift]
 }

@@ -46,6 +46,10 @@ public struct DeviceState: Sendable, Hashable {
     public var programmerInfo: Stamped<ProgrammerInfo>?
     public var heartbeat: Stamped<Heartbeat>?
     public var pumpSession: Stamped<PumpSession>?
+    /// The pump being interrogated now; nil outside a pump session. The status, reservoir,
+    /// program and refill below belong to it (or, when nil, to no pump): they are cleared when the
+    /// context closes, so a programmer view never shows a previous pump's values.
+    public var pump: PumpContext?
     public var status: Stamped<PumpStatus>?
     public var reservoir: Stamped<Reservoir>?
     public var program: Stamped<DoseProgram>?

@@ -12,6 +12,8 @@ public final class PublishedEvent: Sendable {
     public static let unjournaled: Int64 = 0
     /// The programmer serial it concerns.
     public let device: String
+    /// The pump it belongs to; nil outside a pump session.
+    public let pump: String?
     /// `device`, `status`, `reservoir`, `alarm`, `program`, `refill`.
     public let type: String
     /// `id: …\nevent: …\ndata: …\n\n`, ready to write.
@@ -22,12 +24,13 @@ public final class PublishedEvent: Sendable {
 
     /// Renders `event` once for all subscribers.
     public convenience init(_ event: StoredEvent) {
-        self.init(id: event.id, device: event.device, type: event.type, lines: "id: \(event.id)\nevent: \(event.type)\ndata: ", data: event.data)
+        self.init(id: event.id, device: event.device, pump: event.pump, type: event.type, lines: "id: \(event.id)\nevent: \(event.type)\ndata: ", data: event.data)
     }
 
-    private init(id: Int64, device: String, type: String, lines: String, data: String) {
+    private init(id: Int64, device: String, pump: String?, type: String, lines: String, data: String) {
         self.id = id
         self.device = device
+        self.pump = pump
         self.type = type
         let length = lines.utf8.count + data.utf8.count + 2
         let header = String(length, radix: 16) + "\r\n"
@@ -43,8 +46,8 @@ public final class PublishedEvent: Sendable {
     /// A live snapshot (status, reservoir, device) published while the journal cannot store it:
     /// sent without an SSE `id:`, so followers keep seeing live values and their `Last-Event-ID`
     /// stays on the last stored event. It is never replayed.
-    public convenience init(unjournaled device: String, type: String, data: String) {
-        self.init(id: Self.unjournaled, device: device, type: type, lines: "event: \(type)\ndata: ", data: data)
+    public convenience init(unjournaled device: String, pump: String? = nil, type: String, data: String) {
+        self.init(id: Self.unjournaled, device: device, pump: pump, type: type, lines: "event: \(type)\ndata: ", data: data)
     }
 }
 
@@ -52,18 +55,22 @@ public final class PublishedEvent: Sendable {
 public struct EventFilter: Hashable, Sendable {
     /// Only this device (programmer serial); nil for all.
     public var device: String?
+    /// Only this pump (``PumpIdentity/id``); nil for all.
+    public var pump: String?
     /// Only these types; nil for all.
     public var types: Set<String>?
 
     /// Creates a filter.
-    public init(device: String? = nil, types: Set<String>? = nil) {
+    public init(device: String? = nil, pump: String? = nil, types: Set<String>? = nil) {
         self.device = device
+        self.pump = pump
         self.types = types
     }
 
-    /// True when `event` passes.
-    public func accepts(device eventDevice: String, type: String) -> Bool {
+    /// True when an event of this device, pump and type passes.
+    public func accepts(device eventDevice: String, pump eventPump: String? = nil, type: String) -> Bool {
         if let device, device != eventDevice { return false }
+        if let pump, pump != eventPump { return false }
         if let types, !types.contains(type) { return false }
         return true
     }
@@ -188,7 +195,7 @@ public final class EventHub: Sendable {
     public func publish(_ event: PublishedEvent) -> Int {
         let (targets, loops) = subscribers.withLock { ($0.snapshot, $0.loops) }
         var lagged = 0
-        for subscription in targets where subscription.filter.accepts(device: event.device, type: event.type) {
+        for subscription in targets where subscription.filter.accepts(device: event.device, pump: event.pump, type: event.type) {
             switch subscription.enqueue(event) {
             case .queued:
                 break
@@ -203,7 +210,7 @@ public final class EventHub: Sendable {
         }
         for group in loops {
             group.loop.execute {
-                for member in group.members where member.filter.accepts(device: event.device, type: event.type) {
+                for member in group.members where member.filter.accepts(device: event.device, pump: event.pump, type: event.type) {
                     member.sink.deliver(event)
                 }
             }

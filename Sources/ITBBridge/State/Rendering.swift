@@ -54,6 +54,7 @@ enum Rendering {
         } else {
             json.null()
         }
+        json.key("pump"); if let pump = state.pump { json.string(pump.id) } else { json.null() }
         json.key("pump_session")
         if let session = state.pumpSession {
             json.beginObject()
@@ -68,9 +69,10 @@ enum Rendering {
     }
 
     /// `GET /v1/devices/{id}/status` and the `status` event.
-    static func status(_ device: String, _ status: Stamped<PumpStatus>, _ json: inout JSONWriter) {
+    static func status(_ device: String, pump: String?, _ status: Stamped<PumpStatus>, _ json: inout JSONWriter) {
         json.beginObject()
         json.key("device"); json.protocolText(device)
+        json.key("pump"); if let pump { json.string(pump) } else { json.null() }
         optionalTime("received_at", status.receivedAtMs, &json)
         json.key("clock_offset_ms"); if let offset = status.clockOffsetMs { json.int(offset) } else { json.null() }
         MessageJSON.writeFields(of: .pumpStatus(status.value), into: &json)
@@ -82,6 +84,7 @@ enum Rendering {
     static func reservoir(_ state: DeviceState, _ configuration: BridgeConfiguration, _ json: inout JSONWriter) {
         json.beginObject()
         json.key("device"); json.protocolText(state.id)
+        json.key("pump"); if let pump = state.pump { json.string(pump.id) } else { json.null() }
         if let reservoir = state.reservoir {
             optionalTime("received_at", reservoir.receivedAtMs, &json)
             json.key("clock_offset_ms"); if let offset = reservoir.clockOffsetMs { json.int(offset) } else { json.null() }
@@ -94,7 +97,7 @@ enum Rendering {
             json.null()
         }
         json.key("last_refill")
-        if let refill = state.lastRefill { self.refill(state.id, refill, configuration, &json) } else { json.null() }
+        if let refill = state.lastRefill { self.refill(state.id, pump: state.pump?.id, refill, configuration, &json) } else { json.null() }
         json.endObject()
     }
 
@@ -114,9 +117,10 @@ enum Rendering {
     }
 
     /// A refill with its discrepancy (the `refill` event, and `last_refill`).
-    static func refill(_ device: String, _ refill: Stamped<Refill>, _ configuration: BridgeConfiguration, _ json: inout JSONWriter) {
+    static func refill(_ device: String, pump: String?, _ refill: Stamped<Refill>, _ configuration: BridgeConfiguration, _ json: inout JSONWriter) {
         json.beginObject()
         json.key("device"); json.protocolText(device)
+        json.key("pump"); if let pump { json.string(pump) } else { json.null() }
         optionalTime("received_at", refill.receivedAtMs, &json)
         MessageJSON.writeFields(of: .refill(refill.value), into: &json)
         let discrepancy = DerivedValues.refillDiscrepancy(refill.value)
@@ -127,9 +131,10 @@ enum Rendering {
     }
 
     /// `GET /v1/devices/{id}/program` and the `program` event.
-    static func program(_ device: String, _ program: Stamped<DoseProgram>, _ json: inout JSONWriter) {
+    static func program(_ device: String, pump: String?, _ program: Stamped<DoseProgram>, _ json: inout JSONWriter) {
         json.beginObject()
         json.key("device"); json.protocolText(device)
+        json.key("pump"); if let pump { json.string(pump) } else { json.null() }
         optionalTime("received_at", program.receivedAtMs, &json)
         MessageJSON.writeFields(of: .doseProgram(program.value), into: &json)
         json.endObject()
