@@ -49,7 +49,7 @@ for scenario in refill motor-stall replug; do
 done
 # A programmer that interrogates two pumps in turn (the landed simulator's PUMP_SESSION goes out
 # before the daemon opens the port, so its sessions never reach the journal).
-python3 scripts/v1-programmer.py --link "$tmp/clinic" --serial PGM-V1
+python3 scripts/two-pumps-programmer.py --link "$tmp/clinic" --serial PGM-V1
 sleep 1
 kill "$daemon"
 wait "$daemon" 2>/dev/null || true

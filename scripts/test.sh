@@ -11,9 +11,10 @@
 # 4. checks the shipped systemd unit and sysusers file with systemd's tools: `systemd-analyze
 #    verify`, `systemd-sysusers --root`, and `systemd-analyze security` exposure at most 2.0
 #    (scripts/check-systemd.sh);
-# 5. runs schemathesis against the daemon's own OpenAPI document, a short run (scripts/schemathesis.sh:
+# 5. runs the example clinic tool against a daemon (scripts/check-example.sh);
+# 6. runs schemathesis against the daemon's own OpenAPI document, a short run (scripts/schemathesis.sh:
 #    no 5xx, status codes, response schemas and content types as documented);
-# 6. fuzzes the decoder with libFuzzer for FUZZ_SECONDS (default 60).
+# 7. fuzzes the decoder with libFuzzer for FUZZ_SECONDS (default 60).
 # pipefail: a failing `swift test` fails the script even though its output goes through tee.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -42,6 +43,9 @@ ITB_LEAK_TESTS=1 swift test --skip-build --no-parallel --filter DescriptorLeakTe
 echo "== systemd unit: verify, sysusers, security exposure"
 bash scripts/check-systemd.sh
 
+echo "== the example clinic tool against a daemon (examples/refill_worklist.py)"
+bash scripts/check-example.sh
+
 echo "== schemathesis: the API against its OpenAPI document"
 bash scripts/schemathesis.sh
 
@@ -49,8 +53,8 @@ echo "== fuzz the decoder"
 Fuzz/run.sh "${FUZZ_SECONDS:-60}"
 
 # One closing line that counts what ran: Swift Testing's "Test run with N tests" lines, less the
-# tests skipped in them, plus the vector check, the three systemd checks, the schemathesis run and
-# the fuzz run (which passed if we got here).
+# tests skipped in them, plus the vector check, the three systemd checks, the example tool check,
+# the schemathesis run and the fuzz run (which passed if we got here).
 tests=$(grep -hoE "Test run with [0-9]+ tests" "$log" | grep -oE "[0-9]+" | paste -sd+ - | bc)
 skipped=$(grep -cE "Test \"[^\"]*\" skipped: " "$log" || true)
-echo "$((tests - skipped + 6)) passed, 0 failed, ${skipped} skipped"
+echo "$((tests - skipped + 7)) passed, 0 failed, ${skipped} skipped"

@@ -98,6 +98,9 @@ struct PumpRecordTests {
         try await send([Self.status(dose: 200, concentration: 500), Self.reservoir(volumeUL: 6_000, capacity: 20_000, lastRefillDaysAgo: 30)])
         let viewB = try await waitFor("/v1/devices/\(Self.programmer)/reservoir") { ($0["pump"] as? String) == "1-NGP-B" }
         #expect((viewB["volume_ul"] as? NSNumber)?.doubleValue == 6_000)
+        // B raises the code A still has active: B's own alarm, never joined to A's.
+        _ = try await blocking { try programmer.raise(code: .lowReservoir, priority: .medium, detail: "B", onsetTimeMs: nowMs()) }
+        _ = try await blocking { try programmer.service(until: { $0.pending.isEmpty }, timeout: .seconds(10)) }
         try await send([Self.session("NGP-B", .end)])
         _ = try await waitFor("/v1/devices/\(Self.programmer)") { $0["pump"] is NSNull }
 
@@ -108,6 +111,7 @@ struct PumpRecordTests {
             #expect(pumps.map { $0["id"] as? String } == ["1-NGP-B", "1-NGP-A"], "round \(round)")
             let b = try #require(pumps.first)
             #expect(b["battery_state"] as? String == "eri")
+            #expect(b["active_alarms"] as? Int ?? 0 >= 1)
             #expect(b["projected_end_of_service"] is String)
             #expect(((b["reservoir"] as? [String: Any])?["volume_ul"] as? NSNumber)?.doubleValue == 6_000)
             #expect(((b["derived"] as? [String: Any])?["flow_ul_per_day"] as? NSNumber)?.doubleValue == 400)
@@ -117,7 +121,8 @@ struct PumpRecordTests {
             #expect(a["active_alarms"] as? Int == 1)
             #expect((a["last_interrogation"] as? [String: Any])?["end_cause"] as? String == "another_pump")
             #expect(try await get("/v1/pumps?battery=eri")["pumps"].map { ($0 as? [[String: Any]])?.count } == 1)
-            #expect(try await get("/v1/pumps?has_active_alarms=true")["pumps"].map { ($0 as? [[String: Any]])?.count } == 1)
+            #expect(try await get("/v1/pumps?has_active_alarms=true")["pumps"].map { ($0 as? [[String: Any]])?.count } == 2, "both have an active alarm")
+            #expect(try await get("/v1/pumps?has_active_alarms=false")["pumps"].map { ($0 as? [[String: Any]])?.count } == 0)
             #expect(try await get("/v1/pumps?limit=1")["next"] is String)
 
             let refills = try #require(try await get("/v1/pumps/1-NGP-A/refills")["refills"] as? [[String: Any]])
@@ -135,7 +140,10 @@ struct PumpRecordTests {
             #expect(sessions.map { $0["end_cause"] as? String } == ["ended"])
             let alarms = try #require(try await get("/v1/alarms?pump=1-NGP-A")["alarms"] as? [[String: Any]])
             #expect(alarms.contains { $0["code"] as? String == "low_reservoir" && $0["pump"] as? String == "1-NGP-A" })
-            #expect(try #require(try await get("/v1/alarms?pump=1-NGP-B")["alarms"] as? [[String: Any]]).allSatisfy { $0["pump"] as? String == "1-NGP-B" })
+            let alarmsB = try #require(try await get("/v1/alarms?pump=1-NGP-B")["alarms"] as? [[String: Any]])
+            #expect(alarmsB.filter { $0["source"] as? String == "pump" }.map { $0["detail"] as? String } == ["B"], "B's alarm is B's alone")
+            #expect(alarmsB.allSatisfy { $0["pump"] as? String == "1-NGP-B" })
+            #expect(alarms.filter { $0["source"] as? String == "pump" }.map { $0["detail"] as? String } == ["A"])
             #expect(try await get("/v1/alarms?pump=1-NOPE", status: 404)["error"] as? String == "unknown_pump")
             #expect(try await get("/v1/pumps/1-NOPE", status: 404)["error"] as? String == "unknown_pump")
             let readings = try #require(try await get("/v1/pumps/1-NGP-A/reservoir")["readings"] as? [[String: Any]])

@@ -116,12 +116,13 @@ public struct AlarmRecord: Hashable, Sendable {
         try Row.fetchOne(db, sql: "SELECT * FROM alarm WHERE id = ?", arguments: [id]).map(AlarmRecord.init(row:))
     }
 
-    /// The open (not ended) alarm of this device, source and code, if any.
-    static func fetchOpen(_ db: Database, device: String, source: String, code: String, codeRaw: Int?) throws -> AlarmRecord? {
+    /// The open (not ended) alarm of this device, source and code, if any; for a pump alarm, of
+    /// this pump too (nil: outside any session), so that a pump's alarm never joins another's.
+    static func fetchOpen(_ db: Database, device: String, source: String, code: String, codeRaw: Int?, pump: String? = nil) throws -> AlarmRecord? {
         if let codeRaw {
             return try Row.fetchOne(db, sql: """
-                SELECT * FROM alarm WHERE device = ? AND source = ? AND code_raw = ? AND state != 'ended' ORDER BY id DESC LIMIT 1
-                """, arguments: [device, source, codeRaw]).map(AlarmRecord.init(row:))
+                SELECT * FROM alarm WHERE device = ? AND source = ? AND code_raw = ? AND pump IS ? AND state != 'ended' ORDER BY id DESC LIMIT 1
+                """, arguments: [device, source, codeRaw, pump]).map(AlarmRecord.init(row:))
         }
         return try Row.fetchOne(db, sql: """
             SELECT * FROM alarm WHERE device = ? AND source = ? AND code = ? AND state != 'ended' ORDER BY id DESC LIMIT 1
@@ -169,10 +170,10 @@ extension Database {
         if a.raised {
             if ordered, let covering = try Row.fetchOne(self, sql: """
                 SELECT id, device_alarm_id FROM alarm
-                WHERE device = ? AND source = 'pump' AND code_raw = ? AND state = 'ended'
+                WHERE device = ? AND source = 'pump' AND code_raw = ? AND pump IS ? AND state = 'ended'
                   AND cleared_device_alarm_id > ? AND (device_alarm_id IS NULL OR device_alarm_id <= ?)
                 ORDER BY cleared_device_alarm_id LIMIT 1
-                """, arguments: [a.device, a.codeRaw, a.alarmID, a.alarmID]) {
+                """, arguments: [a.device, a.codeRaw, a.pump, a.alarmID, a.alarmID]) {
                 // Its clear (a higher id) arrived first: the raise belongs to that ended condition.
                 ref = covering["id"]
                 let raiseID: Int64? = covering["device_alarm_id"]
@@ -180,7 +181,7 @@ extension Database {
                     try execute(sql: "UPDATE alarm SET device_alarm_id = ?, onset_time_ms = COALESCE(?, onset_time_ms), detail = ? WHERE id = ?",
                                 arguments: [a.alarmID, a.onsetTimeMs, a.detail, ref])
                 }
-            } else if let open = try AlarmRecord.fetchOpen(self, device: a.device, source: "pump", code: a.codeName, codeRaw: a.codeRaw) {
+            } else if let open = try AlarmRecord.fetchOpen(self, device: a.device, source: "pump", code: a.codeName, codeRaw: a.codeRaw, pump: a.pump) {
                 // Raised again while still open: one condition, with the newest detail.
                 ref = open.id
                 try execute(sql: "UPDATE alarm SET detail = ? WHERE id = ?", arguments: [a.detail, ref])
@@ -193,7 +194,7 @@ extension Database {
                 ref = lastInsertedRowID
                 state = .active
             }
-        } else if let open = try AlarmRecord.fetchOpen(self, device: a.device, source: "pump", code: a.codeName, codeRaw: a.codeRaw),
+        } else if let open = try AlarmRecord.fetchOpen(self, device: a.device, source: "pump", code: a.codeName, codeRaw: a.codeRaw, pump: a.pump),
                   !ordered || (open.deviceAlarmID ?? .min) < a.alarmID {
             ref = open.id
             state = .ended

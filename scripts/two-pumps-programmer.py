@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""A scripted programmer on a pty for scripts/make-v1-journal.sh: it interrogates two pumps in
-turn (PUMP_SESSION begin … end), the way a clinic day does, so that a journal written by a bridge
-that predates pump records holds pump sessions to migrate.
+"""A scripted programmer on a pty: it interrogates two pumps in turn (PUMP_SESSION begin … end,
+status, reservoir, program, a refill and an alarm each), the way a clinic day does. Used by
+scripts/make-v1-journal.sh (so that a journal written by a bridge that predates pump records holds
+pump sessions to migrate) and by scripts/check-example.sh (the example clinic tool's data).
 
 Frames are built with protocol-spec/tools/make_vectors.py, the independent implementation of
-PROTOCOL.md. Usage: v1-programmer.py --link PATH [--serial PGM-V1]
+PROTOCOL.md. Usage: two-pumps-programmer.py --link PATH [--serial PGM-V1]
 """
 import argparse, os, select, sys, time, tty
 
