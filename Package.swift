@@ -118,7 +118,7 @@ let package = Package(
         ),
         .target(
             name: "ITBSimulator",
-            dependencies: ["ITBProtocol", "ITBSerial"],
+            dependencies: ["ITBProtocol", "ITBSerial", "ITBJSON"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

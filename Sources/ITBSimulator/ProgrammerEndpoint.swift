@@ -7,7 +7,11 @@ public import ITBSerial
 /// It numbers its frames, keeps every alarm it sent in a queue until an `ACK stored` for that
 /// alarm id arrives, retransmits with backoff (flag bit 4), and answers a host that reappears
 /// (silence, a break in its sequence numbers, or its uptime going back) with `PROGRAMMER_INFO`, as
-/// `protocol-spec/PROTOCOL.md` §2.4–2.5 require. Used from one thread at a time.
+/// `protocol-spec/PROTOCOL.md` §2.4–2.5 require. It re-sends `PROGRAMMER_INFO` every
+/// ``announceInterval`` too, and, speaking minor revision 1 (§2.5), follows every
+/// `PROGRAMMER_INFO` with the open pump session's `PUMP_SESSION begin` (``beginSession(_:)``), so a
+/// host that starts late, or restarts, learns which pump the next messages belong to.
+/// Used from one thread at a time.
 public final class ProgrammerEndpoint: @unchecked Sendable {
     // @unchecked: owned and driven by one thread (the simulator's loop or a test).
     /// The pty whose slave path the bridge opens.
@@ -27,6 +31,17 @@ public final class ProgrammerEndpoint: @unchecked Sendable {
     private var lastHostHeartbeat: ContinuousClock.Instant?
     private var lastHostSequence: UInt32?
     private var lastHostUptime: UInt32?
+    private var lastAnnouncement: ContinuousClock.Instant?
+
+    /// How often `PROGRAMMER_INFO` is re-sent while connected (§2.5: every 5 minutes); nil: only on
+    /// connect and when the host reappears.
+    public var announceInterval: Duration? = .seconds(300)
+    /// The pump session in progress: set by ``beginSession(_:)``, cleared by ``endSession()``.
+    /// With `info.protocolMinor` ≥ 1 it is re-sent (event `begin`, the same fields) right after
+    /// every `PROGRAMMER_INFO`.
+    public private(set) var currentSession: PumpSession?
+    /// `PROGRAMMER_INFO` messages sent.
+    public private(set) var announcements = 0
 
     /// An alarm waiting for its ACK.
     public struct PendingAlarm: Sendable {
@@ -69,6 +84,7 @@ public final class ProgrammerEndpoint: @unchecked Sendable {
         lastHostHeartbeat = nil
         lastHostSequence = nil
         lastHostUptime = nil
+        lastAnnouncement = nil
         return pty.slavePath
     }
 
@@ -84,9 +100,34 @@ public final class ProgrammerEndpoint: @unchecked Sendable {
         try pty.write(bytes)
     }
 
-    /// Sends `PROGRAMMER_INFO`.
+    /// Sends `PROGRAMMER_INFO` and, for minor revision 1 or later during a pump session, the
+    /// session's `PUMP_SESSION begin` again right after it (§2.5).
     public func announce() throws(SerialPortError) {
         try send(.programmerInfo(info))
+        announcements += 1
+        lastAnnouncement = ContinuousClock.now
+        if info.protocolMinor >= 1, var session = currentSession {
+            session.event = .begin
+            try send(.pumpSession(session))
+        }
+    }
+
+    /// Starts a pump session (the telemetry head is over `session`'s pump): sends
+    /// `PUMP_SESSION begin` and remembers it for re-sending with every `PROGRAMMER_INFO`.
+    /// A session already open for another pump simply ends with this begin (§5).
+    public func beginSession(_ session: PumpSession) throws(SerialPortError) {
+        var begin = session
+        begin.event = .begin
+        currentSession = begin
+        try send(.pumpSession(begin))
+    }
+
+    /// Ends the open pump session, if any: sends `PUMP_SESSION end` with the session's fields.
+    public func endSession() throws(SerialPortError) {
+        guard var end = currentSession else { return }
+        end.event = .end
+        currentSession = nil
+        try send(.pumpSession(end))
     }
 
     /// Issues a new alarm id, sends the alarm and queues it until acknowledged.
@@ -158,6 +199,7 @@ public final class ProgrammerEndpoint: @unchecked Sendable {
             }
         }
         let now = ContinuousClock.now
+        if let interval = announceInterval, let last = lastAnnouncement, now - last >= interval { try announce() }
         for (id, entry) in pending.sorted(by: { $0.key < $1.key }) where entry.due <= now {
             try send(.alarm(entry.alarm), flags: .retransmission)
             var next = entry

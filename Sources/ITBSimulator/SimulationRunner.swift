@@ -27,11 +27,20 @@ public final class SimulationRunner: @unchecked Sendable {
         public var seed: UInt64 = 42
         /// Stop when the scenario's duration has passed (else keep the final state going).
         public var stopAtEnd = false
-        /// Programmer identity.
-        public var programmer = ProgrammerInfo(bootID: 0x5EED_0000_0001, firmwareVersion: 0x02_04_01, protocolMinor: 0,
+        /// Programmer identity. Minor revision 1: `PUMP_SESSION begin` follows every
+        /// `PROGRAMMER_INFO` during a pump session (PROTOCOL.md §2.5).
+        public var programmer = ProgrammerInfo(bootID: 0x5EED_0000_0001, firmwareVersion: 0x02_05_00, protocolMinor: 1,
                                                programmerSerial: "PGM-SIM-0001", hardwareModel: "ITB-CP 8840")
         /// Alarm retransmission backoff (first delay).
         public var retransmitDelay: Duration = .seconds(1)
+        /// How often `PROGRAMMER_INFO` is re-sent (§2.5: every 5 minutes); nil: only on connect and
+        /// when the host reappears.
+        public var announceInterval: Duration? = .seconds(300)
+        /// Clinic scenarios: how long a visit waits at its end for the host to acknowledge the
+        /// session's alarms before `PUMP_SESSION end`.
+        public var sessionAlarmWait: Duration = .seconds(10)
+        /// Where to write the ground truth (``GroundTruth``) as JSON, if anywhere.
+        public var truthPath: String?
         /// Creates default options.
         public init() {}
     }
@@ -42,6 +51,8 @@ public final class SimulationRunner: @unchecked Sendable {
     public let options: Options
     /// The programmer endpoint (its pty path is what the bridge opens).
     public let endpoint: ProgrammerEndpoint
+    /// What was sent, under the scenario's one pump.
+    public let truth: GroundTruth
     private let stopFlag = StopFlag()
 
     // The pump model.
@@ -75,8 +86,11 @@ public final class SimulationRunner: @unchecked Sendable {
     public init(scenario: Scenario, options: Options = .init()) throws {
         self.scenario = scenario
         self.options = options
-        endpoint = try ProgrammerEndpoint(info: options.programmer, initialRetransmitDelay: options.retransmitDelay,
-                                          maximumRetransmitDelay: max(options.retransmitDelay, .seconds(30)))
+        let endpoint = try ProgrammerEndpoint(info: options.programmer, initialRetransmitDelay: options.retransmitDelay,
+                                              maximumRetransmitDelay: max(options.retransmitDelay, .seconds(30)))
+        endpoint.announceInterval = options.announceInterval
+        self.endpoint = endpoint
+        truth = GroundTruth(scenario: scenario.name, programmer: options.programmer)
         let p = scenario.pump
         calculatedUL = p.volumeUL
         actualUL = p.volumeUL
@@ -100,7 +114,9 @@ public final class SimulationRunner: @unchecked Sendable {
     public var slavePath: String { endpoint.pty.slavePath }
 
     /// Runs until ``stop()`` (or the scenario's end, with `stopAtEnd`). Blocks the calling thread.
+    /// Writes the ground truth to `options.truthPath` when it returns (a stop included).
     public func run() throws {
+        defer { writeTruth() }
         try endpoint.announce()
         try sendSession(.begin)
         var lastReal = ContinuousClock.now
@@ -124,6 +140,17 @@ public final class SimulationRunner: @unchecked Sendable {
                 try settle(timeout: .seconds(15))
                 break
             }
+        }
+    }
+
+    /// Writes the ground truth to `options.truthPath`, if set (`complete` once the scenario's
+    /// duration has passed); a failure is reported on stderr and does not stop the run.
+    public func writeTruth() {
+        guard let path = options.truthPath else { return }
+        do {
+            try truth.write(to: path, complete: pumpSeconds >= scenario.durationDays * 86_400)
+        } catch {
+            FileHandle.standardError.write(Data("simulate: cannot write the ground truth to \(path): \(error)\n".utf8))
         }
     }
 
@@ -220,13 +247,13 @@ public final class SimulationRunner: @unchecked Sendable {
             calculatedUL = filled
             actualUL = filled
             lastRefillPumpSeconds = pumpSeconds
-            try endpoint.send(.refill(refill))
+            try send(.refill(refill))
             if activeAlarms.contains(AlarmCode.lowReservoir.rawValue) { try clear(.lowReservoir, .medium) }
             if activeAlarms.contains(AlarmCode.emptyReservoir.rawValue) {
                 try clear(.emptyReservoir, .high)
                 pumpState = .infusing
             }
-            try endpoint.send(.reservoir(reservoir(source: .measured)))
+            try send(.reservoir(reservoir(source: .measured)))
         case "eri":
             battery = .eri
             eriPumpSeconds = pumpSeconds
@@ -269,13 +296,24 @@ public final class SimulationRunner: @unchecked Sendable {
 
     private func raise(_ code: AlarmCode, _ priority: AlarmPriority, _ detail: String) throws {
         activeAlarms.insert(code.rawValue)
-        try endpoint.raise(code: code, priority: priority, transition: .raised, detail: detail, onsetTimeMs: deviceTimeMs)
+        let alarm = try endpoint.raise(code: code, priority: priority, transition: .raised, detail: detail, onsetTimeMs: deviceTimeMs)
+        truth.record(.alarm(alarm), clinicTimeMs: scenarioTimeMs)
     }
 
     private func clear(_ code: AlarmCode, _ priority: AlarmPriority) throws {
         activeAlarms.remove(code.rawValue)
-        try endpoint.raise(code: code, priority: priority, transition: .cleared, onsetTimeMs: deviceTimeMs)
+        let alarm = try endpoint.raise(code: code, priority: priority, transition: .cleared, onsetTimeMs: deviceTimeMs)
+        truth.record(.alarm(alarm), clinicTimeMs: scenarioTimeMs)
     }
+
+    /// Sends a pump message and records it in the ground truth.
+    private func send(_ message: Message) throws {
+        try endpoint.send(message)
+        truth.record(message, clinicTimeMs: scenarioTimeMs, concentrationUgPerML: UInt32(concentration))
+    }
+
+    /// The scenario's own clock for the ground truth: the start plus pump time.
+    private var scenarioTimeMs: Int64 { startMs + Int64((pumpSeconds * 1000).rounded()) }
 
     private func applyNoise(_ bytes: inout [UInt8]) {
         guard let noise else { return }
@@ -304,23 +342,35 @@ public final class SimulationRunner: @unchecked Sendable {
                   volumeSource: source)
     }
 
+    /// Sends `PUMP_SESSION begin` (again, after an ERI or EOS: the same session, new battery
+    /// state), which the endpoint also re-sends with every `PROGRAMMER_INFO` (revision 1).
     private func sendSession(_ event: SessionEvent) throws {
-        try endpoint.send(.pumpSession(PumpSession(
-            implantDateMs: deviceTime(pumpSecondsAgo: pumpSeconds + 400 * 86_400), eriDateMs: eriDateMs, reservoirCapacityUL: UInt32(capacityUL),
-            manufacturerCode: 1, event: event, batteryState: battery, pumpModel: scenario.pump.model, pumpSerial: scenario.pump.serial)))
+        if implantDateMs == nil { implantDateMs = deviceTime(pumpSecondsAgo: pumpSeconds + 400 * 86_400) }
+        let session = PumpSession(
+            implantDateMs: implantDateMs ?? 0, eriDateMs: eriDateMs, reservoirCapacityUL: UInt32(capacityUL),
+            manufacturerCode: 1, event: event, batteryState: battery, pumpModel: scenario.pump.model, pumpSerial: scenario.pump.serial)
+        if event == .begin {
+            try endpoint.beginSession(session)
+            truth.beginSession(session, deviceTimeMs: deviceTimeMs, clinicTimeMs: scenarioTimeMs)
+        } else {
+            try endpoint.endSession()
+            truth.endSession(deviceTimeMs: deviceTimeMs, clinicTimeMs: scenarioTimeMs)
+        }
     }
+
+    private var implantDateMs: Int64?
 
     private func sendTelemetry(round: Int) throws {
         var mask: UInt32 = 0
         for code in activeAlarms where code >= 1 && code <= 32 { mask |= 1 << (code - 1) }
-        try endpoint.send(.pumpStatus(PumpStatus(
+        try send(.pumpStatus(PumpStatus(
             deviceTimeMs: deviceTimeMs, dailyDoseUgX10: UInt32((dailyDoseUg * 10).rounded()), concentrationUgPerML: UInt32(concentration),
             activeAlarmMask: mask, pumpState: pumpState, dosingMode: mode, linkQualityPct: 90)))
-        try endpoint.send(.reservoir(reservoir(source: .calculated)))
+        try send(.reservoir(reservoir(source: .calculated)))
         try endpoint.heartbeat(uptimeS: UInt32(min(Double(UInt32.max), pumpSeconds / options.acceleration)))
         if programChanged || round % 25 == 0 {
             programChanged = false
-            try endpoint.send(.doseProgram(DoseProgram(
+            try send(.doseProgram(DoseProgram(
                 deviceTimeMs: deviceTimeMs, dailyDoseUgX10: UInt32((dailyDoseUg * 10).rounded()), patientBolusDoseUgX10: 0,
                 patientBolusLockoutMin: 0, patientBolusMaxPerDay: 0, mode: mode, flexSteps: flexSteps, periodicBoluses: [])))
         }
@@ -337,10 +387,14 @@ public final class SimulationRunner: @unchecked Sendable {
 public enum SimulationError: Error, CustomStringConvertible {
     /// A scenario file names an action this simulator does not know.
     case unknownAction(String)
+    /// A clinic scenario is inconsistent (unknown pump keys, overlapping visits…): the problems.
+    case invalidScenario([String])
 
+    /// What went wrong, in a sentence.
     public var description: String {
         switch self {
         case .unknownAction(let action): "unknown scenario action `\(action)`"
+        case .invalidScenario(let problems): "invalid clinic scenario: " + problems.joined(separator: "; ")
         }
     }
 }

@@ -12,15 +12,18 @@ struct Simulate: ParsableCommand {
         discussion: """
             Prints the pty path and keeps a symbolic link to it at --link (re-pointed when the
             simulated programmer is re-plugged); start itb-bridged with --device on the link.
-            Speaks the device side of protocol v1: heartbeats, boot id, alarm retransmission until
-            acknowledged. Pump time runs --accel times faster than real time (86400: a day a second).
+            Speaks the device side of protocol v1, minor revision 1: heartbeats, boot id, alarm
+            retransmission until acknowledged, PUMP_SESSION begin re-sent with PROGRAMMER_INFO.
+            Pump time runs --accel times faster than real time (86400: a day a second). Clinic
+            scenarios (clinic-day, clinic-week) interrogate pump after pump; --truth writes what
+            each pump did as JSON, after each visit and when the simulator stops.
             """)
 
     @Option(help: ArgumentHelp("A built-in scenario name (see --list) or a JSON scenario file.", valueName: "name"))
     var scenario: String = "normal"
 
-    @Option(help: "Pump seconds per real second.")
-    var accel: Double = 3600
+    @Option(help: "Pump seconds per real second (default 3600; clinic scenarios: their own, 600).")
+    var accel: Double?
 
     @Option(help: ArgumentHelp("Play the whole scenario in about this many real seconds (sets --accel).", valueName: "seconds"))
     var playIn: Double?
@@ -34,6 +37,9 @@ struct Simulate: ParsableCommand {
     @Option(help: ArgumentHelp("Real milliseconds between telemetry rounds.", valueName: "ms"))
     var intervalMs: Int = 200
 
+    @Option(help: ArgumentHelp("Write the ground truth (what each pump did) as JSON here.", valueName: "file"))
+    var truth: String?
+
     @Flag(help: "Exit when the scenario's duration has passed.")
     var exitAtEnd = false
 
@@ -41,14 +47,27 @@ struct Simulate: ParsableCommand {
     var list = false
 
     func validate() throws {
-        guard accel > 0 else { throw ValidationError("--accel must be positive") }
+        guard (accel ?? 1) > 0 else { throw ValidationError("--accel must be positive") }
         guard intervalMs >= 10 else { throw ValidationError("--interval-ms must be at least 10") }
     }
 
     func run() throws {
         if list {
             for s in Scenario.builtIn { print(s.name.padding(toLength: 16, withPad: " ", startingAt: 0) + s.description) }
+            for s in ClinicScenario.builtIn { print(s.name.padding(toLength: 16, withPad: " ", startingAt: 0) + s.description) }
             return
+        }
+        if let clinic = ClinicScenario.named(scenario) {
+            return try runClinic(clinic)
+        }
+        if (scenario.hasSuffix(".json") || scenario.contains("/")) && ClinicScenario.isClinicFile(path: scenario) {
+            let clinic: ClinicScenario
+            do {
+                clinic = try ClinicScenario.load(path: scenario)
+            } catch {
+                throw ValidationError("cannot load the clinic scenario file \(scenario): \(error)")
+            }
+            return try runClinic(clinic)
         }
         let chosen: Scenario
         if let builtIn = Scenario.named(scenario) {
@@ -62,12 +81,8 @@ struct Simulate: ParsableCommand {
         } else {
             throw ValidationError("no scenario named \(scenario); `itbctl simulate --list` shows them")
         }
-        var options = SimulationRunner.Options()
-        options.acceleration = playIn.map { chosen.durationDays * 86_400 / max($0, 0.1) } ?? accel
-        options.link = link
-        options.seed = seed
-        options.telemetryInterval = .milliseconds(intervalMs)
-        options.stopAtEnd = exitAtEnd
+        var options = self.options
+        options.acceleration = playIn.map { chosen.durationDays * 86_400 / max($0, 0.1) } ?? accel ?? 3600
         let runner: SimulationRunner
         do {
             runner = try SimulationRunner(scenario: chosen, options: options)
@@ -78,7 +93,43 @@ struct Simulate: ParsableCommand {
         let sources = onTerminationSignals { runner.stop() }
         defer { sources.forEach { $0.cancel() } }
         try writeStdout(Array((runner.slavePath + "\n").utf8))
-        printError("simulate: scenario \(chosen.name) (\(chosen.description)) on \(link ?? runner.slavePath), \(accel)× pump time; Ctrl-C to stop")
+        printError("simulate: scenario \(chosen.name) (\(chosen.description)) on \(link ?? runner.slavePath), \(options.acceleration)× pump time; Ctrl-C to stop")
+        do {
+            try runner.run()
+        } catch {
+            printError("simulate: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// The options every scenario shares.
+    private var options: SimulationRunner.Options {
+        var options = SimulationRunner.Options()
+        options.link = link
+        options.seed = seed
+        options.telemetryInterval = .milliseconds(intervalMs)
+        options.stopAtEnd = exitAtEnd
+        options.truthPath = truth
+        return options
+    }
+
+    /// Plays a clinic scenario: its visits in real time at --accel (or --play-in for the visits
+    /// together), the gaps between them skipped.
+    private func runClinic(_ clinic: ClinicScenario) throws {
+        var options = self.options
+        options.acceleration = playIn.map { clinic.visitSeconds / max($0, 0.1) } ?? accel ?? clinic.defaultAcceleration
+        let runner: ClinicRunner
+        do {
+            runner = try ClinicRunner(scenario: clinic, options: options)
+        } catch {
+            printError("simulate: \(error)")
+            throw ExitCode(1)
+        }
+        let sources = onTerminationSignals { runner.stop() }
+        defer { sources.forEach { $0.cancel() } }
+        try writeStdout(Array((runner.slavePath + "\n").utf8))
+        printError("simulate: scenario \(clinic.name) (\(clinic.description)) on \(link ?? runner.slavePath), "
+            + "\(clinic.visits.count) visits, \(options.acceleration)× clinic time; Ctrl-C to stop")
         do {
             try runner.run()
         } catch {

@@ -673,6 +673,9 @@ PROGRAMMER_INFO = {
     "boot_id": BOOT_ID, "firmware_version": fw(2, 4, 1), "protocol_minor": 0,
     "programmer_serial": "PGM-000123", "hardware_model": "ITB-CP 8840",
 }
+# Minor revision 1 (PROTOCOL.md §2.5): during a pump session the programmer re-sends the
+# session's PUMP_SESSION begin right after every PROGRAMMER_INFO.
+PROGRAMMER_INFO_MINOR_1 = dict(PROGRAMMER_INFO, protocol_minor=1, firmware_version=fw(2, 5, 0))
 PUMP_SESSION_BEGIN = {
     "implant_date_ms": ms(2025, 2, 11, 14, 5, 0), "eri_date_ms": 0,
     "reservoir_capacity_ul": 40000, "manufacturer_code": 1, "event": 1, "battery_state": 0,
@@ -808,6 +811,7 @@ def frame_vectors():
         specs.append((name, msg_type, message, payload, seq, flags))
 
     add("programmer_info", T_PROGRAMMER_INFO, PROGRAMMER_INFO, 1000)
+    add("programmer_info_protocol_minor_1", T_PROGRAMMER_INFO, PROGRAMMER_INFO_MINOR_1, 1026)
     add("pump_session_begin", T_PUMP_SESSION, PUMP_SESSION_BEGIN, 1001)
     add("pump_session_end_eri_20ml", T_PUMP_SESSION, PUMP_SESSION_END_ERI, 1002)
     add("pump_session_unknown_event_and_battery_state", T_PUMP_SESSION, PUMP_SESSION_UNKNOWN,
@@ -1106,6 +1110,31 @@ def stream_vectors():
         {"header_rejects_version": 1, "header_rejects_incompatible_flags": 1,
          "header_rejects_length": 1, "header_rejects_header_crc": 1, "bytes_discarded": 64,
          "duplicates": 1, "sequence_gaps": 0}, 0)
+
+    # (h) minor revision 1 (§2.5, §5), as a host that opened the line late sees it: a status of a
+    #     session whose begin it missed (it belongs to no pump), then the periodic
+    #     PROGRAMMER_INFO immediately followed by the open session's PUMP_SESSION begin, byte for
+    #     byte the session's first begin (the same session goes on, not a new one), the session's
+    #     messages, and its end.
+    begin_payload = enc_pump_session(PUMP_SESSION_BEGIN)
+    end_payload = enc_pump_session(dict(PUMP_SESSION_BEGIN, event=2))
+    assert begin_payload[22] == 1 and end_payload[22] == 2 and begin_payload[:22] == end_payload[:22]
+    data = (build_frame(T_PUMP_STATUS, enc_pump_status(PUMP_STATUS), 1100)
+            + build_frame(T_PROGRAMMER_INFO, enc_programmer_info(PROGRAMMER_INFO_MINOR_1), 1101)
+            + build_frame(T_PUMP_SESSION, begin_payload, 1102)
+            + build_frame(T_RESERVOIR, enc_reservoir(RESERVOIR), 1103)
+            + hb_frame(1104)
+            + build_frame(T_ALARM, enc_alarm(ALARM_LOW_RES), 1105)
+            + build_frame(T_PUMP_SESSION, end_payload, 1106))
+    add("minor_1_pump_session_begin_repeated_after_programmer_info", data,
+        [{"type": t, "seq": s} for t, s in [("pump_status", 1100), ("programmer_info", 1101),
+                                             ("pump_session", 1102), ("reservoir", 1103),
+                                             ("heartbeat", 1104), ("alarm", 1105),
+                                             ("pump_session", 1106)]],
+        {"bytes_discarded": 0, "frames_accepted": 7, "sequence_gaps": 0}, 0)
+    delivered, _, _ = decode(data)
+    assert delivered[1]["fields"]["protocol_minor"] == 1
+    assert delivered[2]["fields"] == render_fields(T_PUMP_SESSION, PUMP_SESSION_BEGIN)
 
     # (g) zero-length frame of an unknown type (payload CRC of the empty string is 0)
     empty = build_frame(0x7FFF, b"", 900)
