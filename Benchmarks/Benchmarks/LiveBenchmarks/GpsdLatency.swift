@@ -166,7 +166,7 @@ final class SideBySideLoop {
                 do {
                     event = try stream.next(timeout: .milliseconds(200))
                 } catch {
-                    if case .timedOut = error { continue }
+                    if case ClientError.timedOut = error { continue }
                     return
                 }
                 let now = monotonicNs()

@@ -40,6 +40,7 @@ struct RandomFrameTests {
         defer { daemon.terminate() }
         try await daemon.waitReady()
         line.daemon = daemon
+        line.daemonLogPath = directory.path + "/daemon.log"
 
         // The programmer identifies itself first (PROGRAMMER_INFO when it hears the host).
         let devicePath = "/v1/devices/\(testProgrammer.programmerSerial)"
@@ -73,7 +74,7 @@ struct RandomFrameTests {
         for (category, entry) in report.sorted(by: { $0.key < $1.key }) {
             Issue.record(Comment(rawValue: "\(category): \(entry.count) time(s); for example:\n  " + entry.examples.joined(separator: "\n  ")))
         }
-        #expect(report.isEmpty, "the daemon's answers and events differ from what was sent (seed 0x\(String(seed, radix: 16)))")
+        #expect(report.isEmpty, "the daemon's answers and events differ from what was sent (seed 0x\(String(seed, radix: 16))); the daemon's log ends:\n\(line.daemonLog.split(separator: "\n").suffix(30).joined(separator: "\n"))")
         #expect(run.framesPerType.values.allSatisfy { $0 >= perType } || !alive,
                 "frames of each type: \(run.framesPerType.sorted { $0.key < $1.key })")
         ProofScale.figure("property.random_frames", [
@@ -180,6 +181,10 @@ final class RandomLine: @unchecked Sendable {
     let programmer: ProgrammerEndpoint
     let audit: RenderingAudit
     var daemon: DaemonProcess?
+    /// The daemon's log: a crash shows there first (the Swift runtime prints a backtrace, which
+    /// takes seconds, before the process ends).
+    var daemonLogPath: String?
+    private var logOffset: UInt64 = 0
     /// Why the daemon is gone, once it is.
     private(set) var daemonDeath: String?
     /// The daemon's log, read at the end.
@@ -331,14 +336,39 @@ final class RandomLine: @unchecked Sendable {
         return true
     }
 
-    /// True while the daemon runs; otherwise notes how it ended.
+    /// True while the daemon runs; otherwise notes how it ended (after letting the runtime finish
+    /// a backtrace it has begun).
     @discardableResult
     func checkDaemon() -> Bool {
         if daemonDeath != nil { return false }
-        guard let process = daemon?.process, !process.isRunning else { return true }
+        guard let process = daemon?.process else { return true }
+        if process.isRunning {
+            guard crashBegan() else { return true }
+            let deadline = ContinuousClock.now + .seconds(120)
+            while process.isRunning, ContinuousClock.now < deadline { usleep(50_000) }
+            guard !process.isRunning else {
+                daemonDeath = "crashed (its log shows a fatal signal or error) and has not exited 120 s later"
+                audit.problem("daemon", "itb-bridged \(daemonDeath!) after \(counts)")
+                return false
+            }
+        }
         daemonDeath = process.terminationReason == .uncaughtSignal ? "killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus)"
         audit.problem("daemon", "itb-bridged \(daemonDeath!) after \(counts)")
         return false
+    }
+}
+
+extension RandomLine {
+    /// True when the daemon's log, read on from where the last call stopped, shows the runtime
+    /// reporting a fatal error or signal.
+    func crashBegan() -> Bool {
+        guard let path = daemonLogPath, let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        guard (try? handle.seek(toOffset: logOffset)) != nil, let data = try? handle.readToEnd(), !data.isEmpty else { return false }
+        // Keep a little overlap so that a marker split across two reads is still found.
+        logOffset += UInt64(max(0, data.count - 32))
+        let text = String(decoding: data, as: UTF8.self)
+        return text.contains("*** Signal") || text.contains("Fatal error") || text.contains("Swift runtime failure")
     }
 }
 
