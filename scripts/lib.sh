@@ -20,3 +20,8 @@ ensure_packages() {
 # which check the shipped unit and sysusers file (scripts/check-systemd.sh); they work without
 # systemd running as PID 1.
 PROJECT_PACKAGES=(python3 pkg-config bc libudev-dev libsqlite3-dev systemd)
+
+# The Debian packages the live benchmark needs beyond the build's: gpsd, which itb-live-bench's
+# `gpsd` section runs beside itb-bridged (it starts its own instance on a pty; the package's
+# service is not used).
+BENCH_PACKAGES=(gpsd)

@@ -7,7 +7,8 @@
 #
 # 1. builds itb-bridged and itbctl in release, and the live benchmark (Benchmarks/ package);
 # 2. runs `itb-live-bench` against the release daemon: start-up, latency, idle footprint,
-#    fan-out to 1,000 subscribers, full-speed throughput, offline decode;
+#    fan-out to 1,000 subscribers, full-speed throughput, offline decode, and latency side by side
+#    with gpsd (Debian's package, installed here) at 10 and 100 Hz;
 # 3. runs the fault suite (Tests/ITBBridgeTests/Faults) with ITB_PROOF_SCALE=full against the
 #    same release daemon: SIGKILL x50, replug x200, line noise over 10^6 frames, API abuse, disk
 #    faults, permissions;
@@ -19,6 +20,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 . scripts/lib.sh
 ensure_packages "${PROJECT_PACKAGES[@]}"
+# gpsd: itb-live-bench's side-by-side latency section runs its own gpsd next to itb-bridged.
+ensure_packages "${BENCH_PACKAGES[@]}"
 
 out="$root/.proof"
 rm -rf "$out"

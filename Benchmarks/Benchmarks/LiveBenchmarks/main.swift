@@ -14,6 +14,8 @@
 //   fanout      (2) N SSE subscribers × one device at 100 events/s            FanOut.swift, SSEClientPool.swift
 //   throughput  (3) a stream replayed at full speed through a pty; then       Throughput.swift
 //                   `itbctl decode` on a capture of the same frames (offline_decode)
+//   gpsd        (6) pty → subscriber beside gpsd (Debian's `gpsd`) on a pty     GpsdLatency.swift
+//                   of its own, one writer loop for both, at 10 and 100 Hz
 // Daemon problems (a crash, lost events, cut-off subscribers, HTTP errors) are printed as
 // `PROBLEM:` lines, repeated in the summary, and make the exit status 1.
 import Foundation
@@ -27,13 +29,18 @@ let usage = """
                           [--fanout-subscribers N] [--fanout-seconds S] [--fanout-rate R] [--fanout-threads 1|2]
                           [--fanout-buffer-events N]
                           [--throughput-frames N]
-      sections: startup, latency, idle, fanout, throughput (default: all)
+                          [--gpsd PATH] [--gpsd-rates R[,R…]] [--gpsd-ticks N[,N…]]
+      sections: startup, latency, idle, fanout, throughput, gpsd (default: all)
       --quick   small sizes for a CI smoke test: 3 startups, 1,000 latency frames, 3 s idle,
                 50 subscribers × 5 s, 20,000 throughput frames (flags given explicitly still win)
       --fanout-buffer-events N   start the fan-out daemon with subscriber_buffer_events = N (≥ 16;
                 default: the daemon's own, 4096), to reproduce lagged cut-offs
+      --gpsd PATH   the gpsd to compare with (default /usr/sbin/gpsd; apt-get install gpsd)
+      --gpsd-rates R,…  tick rates of the gpsd comparison (default 10,100)
+      --gpsd-ticks N,…  measured ticks at each of those rates (default 600,3000; --quick 100,500)
       defaults: 10 startups, 10,000 latency frames at 100/s, 10 s idle, 1,000 subscribers × 60 s
-                at 100 events/s read by 1 bench thread, 200,000 throughput frames
+                at 100 events/s read by 1 bench thread, 200,000 throughput frames, gpsd comparison
+                600 ticks at 10 Hz and 3,000 at 100 Hz
     """
 
 struct Options {
@@ -45,10 +52,11 @@ struct Options {
     var idleSeconds = 10.0
     var fanout = FanOutOptions()
     var throughputFrames = 200_000
-    var sections: Set<String> = ["startup", "latency", "idle", "fanout", "throughput"]
+    var gpsd = GpsdOptions()
+    var sections: Set<String> = ["startup", "latency", "idle", "fanout", "throughput", "gpsd"]
 }
 
-let allSections = ["startup", "latency", "idle", "fanout", "throughput"]
+let allSections = ["startup", "latency", "idle", "fanout", "throughput", "gpsd"]
 var options = Options()
 var explicit: [(inout Options) -> Void] = []
 var quick = false
@@ -90,6 +98,20 @@ while let argument = arguments.popFirst() {
     case "--fanout-threads": let n: Int = number(argument); explicit.append { $0.fanout.clientThreads = n }
     case "--fanout-buffer-events": let n: Int = number(argument); explicit.append { $0.fanout.bufferEvents = n }
     case "--throughput-frames": let n: Int = number(argument); explicit.append { $0.throughputFrames = n }
+    case "--gpsd": options.gpsd.gpsd = value(argument)
+    case "--gpsd-rates", "--gpsd-ticks":
+        let flag = argument
+        let list = value(flag).split(separator: ",").map { Double($0) }
+        guard !list.isEmpty, list.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            FileHandle.standardError.write(Data("itb-live-bench: \(flag): a comma-separated list of positive numbers\n".utf8))
+            exit(2)
+        }
+        let numbers = list.map { $0! }
+        if flag == "--gpsd-rates" {
+            explicit.append { $0.gpsd.rates = numbers }
+        } else {
+            explicit.append { $0.gpsd.ticks = numbers.map { Int($0) } }
+        }
     case "-h", "--help":
         print(usage)
         exit(0)
@@ -105,6 +127,7 @@ if quick {
     options.fanout.subscribers = 50
     options.fanout.seconds = 5
     options.throughputFrames = 20_000
+    options.gpsd.ticks = [100, 500]
 }
 for apply in explicit { apply(&options) }
 let sizes: [(String, Double)] = [
@@ -166,6 +189,7 @@ if !options.sections.isDisjoint(with: ["latency", "idle"]) {
 
 section("fanout") { try runFanOut(context, options.fanout) }
 section("throughput") { try runThroughput(context, frames: options.throughputFrames) }
+section("gpsd") { try runGpsdComparison(context, options.gpsd) }
 
 print("# sections: \(timings.joined(separator: ", ")); load average now \(loadAverage()); total \(fmt(Double(monotonicNs() - benchStart) / 1e9, 1)) s")
 if !Report.notes.isEmpty {
