@@ -587,8 +587,19 @@ final class RenderingAudit: Sendable {
             problems[category] = entry
         }
 
+        /// The programmer views whose pump context may have closed since their kind was last sent
+        /// (a PUMP_SESSION, or a PROGRAMMER_INFO or HEARTBEAT that may carry a new boot id): such a
+        /// view may answer 404 `no_…` (issue 13: it shows nothing of a pump whose session ended).
+        var contextMayHaveClosed: Set<MessageType> = []
+
         mutating func sent(type: MessageType, payload: [UInt8]) {
             lastSent[type] = payload
+            switch type {
+            case .pumpSession, .programmerInfo, .heartbeat:
+                contextMayHaveClosed.formUnion([.pumpStatus, .reservoir, .doseProgram])
+            default:
+                contextMayHaveClosed.remove(type)
+            }
             switch type {
             case .pumpStatus: status.append(payload, type: type)
             case .reservoir: reservoir.append(payload, type: type)
@@ -611,6 +622,13 @@ final class RenderingAudit: Sendable {
         /// programmer shows the last message of its kind. Returns the parsed body.
         @discardableResult
         mutating func checkAnswer(path: String, response: HTTPResponse) -> ExactJSON? {
+            let views: [(String, MessageType, String)] = [("/status", .pumpStatus, "no_status"), ("/reservoir", .reservoir, "no_reservoir"),
+                                                          ("/program", .doseProgram, "no_program")]
+            if response.status == 404, let (_, type, code) = views.first(where: { path.hasSuffix($0.0) }),
+               contextMayHaveClosed.contains(type) || lastSent[type] == nil,
+               (try? ExactJSON.parse(response.body))?.object?["error"]?.string == code {
+                return nil  // nothing current to show: the pump's context closed after the last one
+            }
             guard response.status == 200 else {
                 problem("api: status", "GET \(path): \(response.status) \(response.text.prefix(300))")
                 return nil
@@ -624,8 +642,7 @@ final class RenderingAudit: Sendable {
             }
             checkMembers(body, where: "GET \(path)")
             guard let object = body.object else { return body }
-            let views: [(String, MessageType)] = [("/status", .pumpStatus), ("/reservoir", .reservoir), ("/program", .doseProgram)]
-            for (suffix, type) in views where path.hasSuffix(suffix) {
+            for (suffix, type, _) in views where path.hasSuffix(suffix) {
                 guard let payload = lastSent[type] else { continue }
                 for difference in ExpectedRendering.differences(object, ExpectedRendering.fields(type: type, payload: payload)) {
                     problem("api: \(type)", "GET \(path), the last \(type) sent: \(difference)")
