@@ -16,7 +16,7 @@ struct ITBCtl: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             // Clinic-side client commands (over the daemon's socket).
-            Devices.self, Status.self, Alarms.self, Ack.self, Watch.self,
+            Devices.self, Status.self, Pumps.self, Pump.self, Alarms.self, Ack.self, Watch.self,
             // Engineering tools.
             Simulate.self, Record.self, Replay.self, Decode.self,
         ])
