@@ -145,6 +145,18 @@ let package = Package(
             path: "Tests/ITBTestSupport",
             swiftSettings: swiftSettings
         ),
+        // The bridge's test harness, written once: the restartable in-process TestDaemon, the
+        // daemon as a process, the programmer driver, CoreBench, the executable locator and the
+        // daemon's JSON. Only the bridge and itbctl test targets use it.
+        .target(
+            name: "ITBBridgeTestSupport",
+            dependencies: [
+                "ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBSerial", "ITBTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/ITBBridgeTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ITBProtocolTests",
             dependencies: ["ITBProtocol", "ITBJSON", "ITBTestSupport"],
@@ -153,7 +165,7 @@ let package = Package(
         .testTarget(
             name: "ITBBridgeTests",
             dependencies: [
-                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator", "ITBTestSupport",
+                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator", "ITBTestSupport", "ITBBridgeTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -175,7 +187,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ItbctlTests",
-            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBTestSupport", "ITBBridgeTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]
