@@ -1,6 +1,7 @@
 import Foundation
 public import ITBProtocol
 public import ITBSerial
+import Synchronization
 
 /// Plays a ``Scenario`` as a programmer on a pty, with time acceleration: pump time runs
 /// `acceleration` times faster than real time (86 400: a day of pump time per second).
@@ -13,8 +14,14 @@ public import ITBSerial
 /// The pump model keeps two volumes, as a real pump's situation has them: the one the pump
 /// *calculates* from the programmed rate (and reports), and the one actually left, which drifts
 /// with the pump's delivery bias and is revealed only at refill.
-public final class SimulationRunner: @unchecked Sendable {
-    // @unchecked: run by one thread; `stop()` only sets an atomic-like flag read by that thread.
+///
+/// `Sendable` for real: ``run()`` plays the scenario on the thread that calls it while
+/// ``stop()`` comes from another (a signal handler, a test), so nothing is left to a promise. The
+/// pump model is behind a `Mutex`, taken for each step of the loop (advance, due events,
+/// telemetry) and never while the line is serviced; the line noise a `noise` event switches on,
+/// which runs as the endpoint's ``ProgrammerEndpoint/lineFilter`` on whichever thread sends, has
+/// its own; the stop request is a flag behind a third.
+public final class SimulationRunner: Sendable {
     /// Settings of a run.
     public struct Options: Sendable {
         /// Pump seconds per real second.
@@ -42,34 +49,13 @@ public final class SimulationRunner: @unchecked Sendable {
     public let options: Options
     /// The programmer endpoint (its pty path is what the bridge opens).
     public let endpoint: ProgrammerEndpoint
-    private let stopFlag = StopFlag()
-
-    // The pump model.
-    private var calculatedUL: Double
-    private var actualUL: Double
-    private var capacityUL: Int
-    private var concentration: Int
-    private var dailyDoseUg: Double
-    private var thresholdUL: Int
-    private var bias: Double
-    /// Pump time of the last refill, seconds (negative: before the start).
-    private var lastRefillPumpSeconds: Double
-    private var battery: BatteryState
-    private var eriPumpSeconds: Double?
-    private var pumpState: PumpState = .infusing
-    private var mode: DosingMode = .simpleContinuous
-    private var flexSteps: [DoseProgram.FlexStep] = []
-    private var activeAlarms: Set<UInt16> = []
-    private var driftMsPerDay: Double = 0
-    private var noise: (ber: Double, burstsPerDay: Double)?
-    private var rng: SplitMix64
-    private var pending: [Scenario.Event]
-    private var programChanged = true
-
-    /// Pump time elapsed, seconds.
-    public private(set) var pumpSeconds: Double = 0
     /// Device clock at the start (host time at the start), ms.
     public let startMs: Int64
+    private let stopFlag = StopFlag()
+    private let model: Mutex<Model>
+
+    /// Pump time elapsed, seconds.
+    public var pumpSeconds: Double { model.withLock { $0.pumpSeconds } }
 
     /// Prepares a run: creates the programmer's pty (and the link to it).
     public init(scenario: Scenario, options: Options = .init()) throws {
@@ -77,20 +63,11 @@ public final class SimulationRunner: @unchecked Sendable {
         self.options = options
         endpoint = try ProgrammerEndpoint(info: options.programmer, initialRetransmitDelay: options.retransmitDelay,
                                           maximumRetransmitDelay: max(options.retransmitDelay, .seconds(30)))
-        let p = scenario.pump
-        calculatedUL = p.volumeUL
-        actualUL = p.volumeUL
-        capacityUL = p.capacityUL
-        concentration = p.concentrationUgPerML
-        dailyDoseUg = p.dailyDoseUg
-        thresholdUL = p.lowReservoirThresholdUL
-        bias = p.deliveryBias
-        startMs = Int64((Date().timeIntervalSince1970 * 1000).rounded())
-        lastRefillPumpSeconds = -p.lastRefillDaysAgo * 86_400
-        battery = BatteryState(name: p.battery) ?? .ok
-        rng = SplitMix64(seed: options.seed)
-        pending = scenario.events.sorted { $0.atDay < $1.atDay }
-        try updateLink()
+        let startMs = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+        self.startMs = startMs
+        model = Mutex(Model(scenario: scenario, options: options, endpoint: endpoint,
+                            noise: LineNoise(seed: options.seed, options: options)))
+        try pointLink(options.link, at: endpoint)
     }
 
     /// Asks a running ``run()`` to finish (from any thread).
@@ -102,7 +79,7 @@ public final class SimulationRunner: @unchecked Sendable {
     /// Runs until ``stop()`` (or the scenario's end, with `stopAtEnd`). Blocks the calling thread.
     public func run() throws {
         try endpoint.announce()
-        try sendSession(.begin)
+        try model.withLock { try $0.sendSession(.begin) }
         var lastReal = ContinuousClock.now
         var round = 0
         while !stopFlag.isSet {
@@ -110,10 +87,14 @@ public final class SimulationRunner: @unchecked Sendable {
             let dt = now - lastReal
             lastReal = now
             let realSeconds = Double(dt.components.seconds) + Double(dt.components.attoseconds) / 1e18
-            advance(pumpSeconds: realSeconds * options.acceleration)
-            try applyDueEvents()
+            let acceleration = options.acceleration
+            try model.withLock { model in
+                model.advance(pumpSeconds: realSeconds * acceleration)
+                try model.applyDueEvents()
+            }
             if stopFlag.isSet { break }
-            try sendTelemetry(round: round)
+            let thisRound = round
+            try model.withLock { try $0.sendTelemetry(round: thisRound) }
             round += 1
             // Read ACKs and host heartbeats, retransmit alarms, until the next round.
             let next = now + options.telemetryInterval
@@ -143,29 +124,81 @@ public final class SimulationRunner: @unchecked Sendable {
         }
         return endpoint.pending.isEmpty
     }
+}
 
-    // MARK: the model
+/// Points the symbolic link `link` (when there is one) at `endpoint`'s current pty.
+private func pointLink(_ link: String?, at endpoint: ProgrammerEndpoint) throws {
+    guard let link else { return }
+    try? FileManager.default.removeItem(atPath: link)
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: endpoint.pty.slavePath)
+}
+
+/// The pump model of a run and the telemetry it sends; changed only under the runner's lock.
+private struct Model {
+    let scenario: Scenario
+    let options: SimulationRunner.Options
+    let endpoint: ProgrammerEndpoint
+    let noise: LineNoise
+
+    var calculatedUL: Double
+    var actualUL: Double
+    var capacityUL: Int
+    var concentration: Int
+    var dailyDoseUg: Double
+    var thresholdUL: Int
+    var bias: Double
+    /// Pump time of the last refill, seconds (negative: before the start).
+    var lastRefillPumpSeconds: Double
+    var battery: BatteryState
+    var eriPumpSeconds: Double?
+    var pumpState: PumpState = .infusing
+    var mode: DosingMode = .simpleContinuous
+    var flexSteps: [DoseProgram.FlexStep] = []
+    var activeAlarms: Set<UInt16> = []
+    var driftMsPerDay: Double = 0
+    var pending: [Scenario.Event]
+    var programChanged = true
+    /// Pump time elapsed, seconds.
+    var pumpSeconds: Double = 0
+
+    init(scenario: Scenario, options: SimulationRunner.Options, endpoint: ProgrammerEndpoint, noise: LineNoise) {
+        self.scenario = scenario
+        self.options = options
+        self.endpoint = endpoint
+        self.noise = noise
+        let p = scenario.pump
+        calculatedUL = p.volumeUL
+        actualUL = p.volumeUL
+        capacityUL = p.capacityUL
+        concentration = p.concentrationUgPerML
+        dailyDoseUg = p.dailyDoseUg
+        thresholdUL = p.lowReservoirThresholdUL
+        bias = p.deliveryBias
+        lastRefillPumpSeconds = -p.lastRefillDaysAgo * 86_400
+        battery = BatteryState(name: p.battery) ?? .ok
+        pending = scenario.events.sorted { $0.atDay < $1.atDay }
+    }
 
     /// Real time now plus accumulated drift: the programmer's clock.
-    private var deviceTimeMs: Int64 {
+    var deviceTimeMs: Int64 {
         Int64((Date().timeIntervalSince1970 * 1000).rounded()) + Int64(driftMs)
     }
 
     /// The device time of an event `pumpSecondsAgo` of pump time ago.
-    private func deviceTime(pumpSecondsAgo: Double) -> Int64 {
+    func deviceTime(pumpSecondsAgo: Double) -> Int64 {
         deviceTimeMs - Int64(pumpSecondsAgo * 1000)
     }
 
-    private var lastRefillMs: Int64 { deviceTime(pumpSecondsAgo: pumpSeconds - lastRefillPumpSeconds) }
-    private var eriDateMs: Int64 { eriPumpSeconds.map { deviceTime(pumpSecondsAgo: pumpSeconds - $0) } ?? 0 }
-    private var driftMs: Double = 0
+    var lastRefillMs: Int64 { deviceTime(pumpSecondsAgo: pumpSeconds - lastRefillPumpSeconds) }
+    var eriDateMs: Int64 { eriPumpSeconds.map { deviceTime(pumpSecondsAgo: pumpSeconds - $0) } ?? 0 }
+    var driftMs: Double = 0
 
-    private var flowULPerDay: Double {
+    var flowULPerDay: Double {
         guard concentration > 0, pumpState == .infusing else { return 0 }
         return dailyDoseUg * 1000 / Double(concentration)
     }
 
-    private func advance(pumpSeconds delta: Double) {
+    mutating func advance(pumpSeconds delta: Double) {
         guard delta > 0 else { return }
         pumpSeconds += delta
         let days = delta / 86_400
@@ -179,7 +212,7 @@ public final class SimulationRunner: @unchecked Sendable {
         }
     }
 
-    private func applyDueEvents() throws {
+    mutating func applyDueEvents() throws {
         let day = pumpSeconds / 86_400
         // Conditions the pump itself alarms on.
         if calculatedUL <= Double(thresholdUL), !activeAlarms.contains(AlarmCode.lowReservoir.rawValue), calculatedUL > 0 {
@@ -195,7 +228,7 @@ public final class SimulationRunner: @unchecked Sendable {
         }
     }
 
-    private func apply(_ event: Scenario.Event) throws {
+    mutating func apply(_ event: Scenario.Event) throws {
         switch event.action {
         case "dose_change":
             dailyDoseUg = event.dailyDoseUg ?? dailyDoseUg
@@ -254,12 +287,13 @@ public final class SimulationRunner: @unchecked Sendable {
             if let link = options.link { try? FileManager.default.removeItem(atPath: link) }
             Thread.sleep(forTimeInterval: seconds)
             try endpoint.replug()
-            try updateLink()
+            try pointLink(options.link, at: endpoint)
         case "clock_drift":
             driftMsPerDay = (event.driftSecondsPerDay ?? 600) * 1000
         case "noise":
-            noise = (event.bitErrorRate ?? 1e-4, event.garbageBurstsPerDay ?? 10)
-            endpoint.lineFilter = { [self] bytes in applyNoise(&bytes) }
+            let noise = self.noise
+            noise.switchOn(bitErrorRate: event.bitErrorRate ?? 1e-4, burstsPerDay: event.garbageBurstsPerDay ?? 10)
+            endpoint.lineFilter = { bytes in noise.apply(&bytes) }
         case "stop":
             pumpState = .stopped
         default:
@@ -267,50 +301,32 @@ public final class SimulationRunner: @unchecked Sendable {
         }
     }
 
-    private func raise(_ code: AlarmCode, _ priority: AlarmPriority, _ detail: String) throws {
+    mutating func raise(_ code: AlarmCode, _ priority: AlarmPriority, _ detail: String) throws {
         activeAlarms.insert(code.rawValue)
         try endpoint.raise(code: code, priority: priority, transition: .raised, detail: detail, onsetTimeMs: deviceTimeMs)
     }
 
-    private func clear(_ code: AlarmCode, _ priority: AlarmPriority) throws {
+    mutating func clear(_ code: AlarmCode, _ priority: AlarmPriority) throws {
         activeAlarms.remove(code.rawValue)
         try endpoint.raise(code: code, priority: priority, transition: .cleared, onsetTimeMs: deviceTimeMs)
     }
 
-    private func applyNoise(_ bytes: inout [UInt8]) {
-        guard let noise else { return }
-        let bits = Double(bytes.count * 8)
-        var flips = 0
-        // Poisson-ish: flip each bit with probability ber, sampled by expected count.
-        let expected = bits * noise.ber
-        flips = Int(expected) + (Double.random(in: 0..<1, using: &rng) < expected - Double(Int(expected)) ? 1 : 0)
-        for _ in 0..<flips {
-            let bit = Int.random(in: 0..<(bytes.count * 8), using: &rng)
-            bytes[bit / 8] ^= UInt8(1 << (bit % 8))
-        }
-        let burstChance = noise.burstsPerDay * (options.telemetryInterval.seconds * options.acceleration / 86_400) / 4
-        if Double.random(in: 0..<1, using: &rng) < burstChance {
-            let garbage = (0..<Int.random(in: 8...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            bytes.insert(contentsOf: garbage, at: Int.random(in: 0...bytes.count, using: &rng))
-        }
-    }
-
     // MARK: telemetry
 
-    private func reservoir(source: VolumeSource) -> Reservoir {
+    func reservoir(source: VolumeSource) -> Reservoir {
         Reservoir(deviceTimeMs: deviceTimeMs, lastRefillTimeMs: lastRefillMs, volumeULX10: UInt32((calculatedUL * 10).rounded()),
                   capacityUL: UInt32(capacityUL), lowReservoirThresholdUL: UInt32(thresholdUL),
                   deliveredSinceRefillULX10: UInt32(max(0, (Double(capacityUL) * 0.95 - calculatedUL) * 10).rounded()),
                   volumeSource: source)
     }
 
-    private func sendSession(_ event: SessionEvent) throws {
+    func sendSession(_ event: SessionEvent) throws {
         try endpoint.send(.pumpSession(PumpSession(
             implantDateMs: deviceTime(pumpSecondsAgo: pumpSeconds + 400 * 86_400), eriDateMs: eriDateMs, reservoirCapacityUL: UInt32(capacityUL),
             manufacturerCode: 1, event: event, batteryState: battery, pumpModel: scenario.pump.model, pumpSerial: scenario.pump.serial)))
     }
 
-    private func sendTelemetry(round: Int) throws {
+    mutating func sendTelemetry(round: Int) throws {
         var mask: UInt32 = 0
         for code in activeAlarms where code >= 1 && code <= 32 { mask |= 1 << (code - 1) }
         try endpoint.send(.pumpStatus(PumpStatus(
@@ -325,11 +341,50 @@ public final class SimulationRunner: @unchecked Sendable {
                 patientBolusLockoutMin: 0, patientBolusMaxPerDay: 0, mode: mode, flexSteps: flexSteps, periodicBoluses: [])))
         }
     }
+}
 
-    private func updateLink() throws {
-        guard let link = options.link else { return }
-        try? FileManager.default.removeItem(atPath: link)
-        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: endpoint.pty.slavePath)
+/// Bit errors and garbage bursts on the simulated line, once a `noise` event switches them on: the
+/// endpoint's ``ProgrammerEndpoint/lineFilter``, which runs on whichever thread sends, so its
+/// settings and seeded generator are behind a `Mutex`.
+private final class LineNoise: Sendable {
+    private struct State {
+        var settings: (ber: Double, burstsPerDay: Double)?
+        var rng: SplitMix64
+    }
+    private let state: Mutex<State>
+    /// The share of a pump day one telemetry round stands for.
+    private let roundsPerDay: Double
+
+    init(seed: UInt64, options: SimulationRunner.Options) {
+        state = Mutex(State(settings: nil, rng: SplitMix64(seed: seed)))
+        roundsPerDay = options.telemetryInterval.seconds * options.acceleration / 86_400
+    }
+
+    /// Switches the noise on (or changes it).
+    func switchOn(bitErrorRate: Double, burstsPerDay: Double) {
+        state.withLock { $0.settings = (bitErrorRate, burstsPerDay) }
+    }
+
+    /// Damages `bytes` as the settings say.
+    func apply(_ bytes: inout [UInt8]) {
+        let roundsPerDay = self.roundsPerDay
+        state.withLock { state in
+            guard let noise = state.settings else { return }
+            let bits = Double(bytes.count * 8)
+            var flips = 0
+            // Poisson-ish: flip each bit with probability ber, sampled by expected count.
+            let expected = bits * noise.ber
+            flips = Int(expected) + (Double.random(in: 0..<1, using: &state.rng) < expected - Double(Int(expected)) ? 1 : 0)
+            for _ in 0..<flips {
+                let bit = Int.random(in: 0..<(bytes.count * 8), using: &state.rng)
+                bytes[bit / 8] ^= UInt8(1 << (bit % 8))
+            }
+            let burstChance = noise.burstsPerDay * roundsPerDay / 4
+            if Double.random(in: 0..<1, using: &state.rng) < burstChance {
+                let garbage = (0..<Int.random(in: 8...200, using: &state.rng)).map { _ in UInt8.random(in: 0...255, using: &state.rng) }
+                bytes.insert(contentsOf: garbage, at: Int.random(in: 0...bytes.count, using: &state.rng))
+            }
+        }
     }
 }
 
@@ -346,16 +401,14 @@ public enum SimulationError: Error, CustomStringConvertible {
 }
 
 /// A stop request, visible across threads.
-final class StopFlag: @unchecked Sendable {
-    // @unchecked: guarded by its lock.
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
+final class StopFlag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }
 
 /// A small seeded generator, so a noisy run can be repeated exactly.
-struct SplitMix64: RandomNumberGenerator {
+struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
