@@ -89,11 +89,12 @@ let package = Package(
             dependencies: [
                 "ITBProtocol", "ITBJSON", "ITBSerial", "ITBCapture", "CITBShims",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                // Counters, gauges and timers are CoreMetrics' types (BridgeMetrics.swift);
+                // Prometheus renders them for /metrics.
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -141,7 +142,7 @@ let package = Package(
         // Helpers shared by the test targets (test targets cannot share sources); only tests use it.
         .target(
             name: "ITBTestSupport",
-            dependencies: ["ITBProtocol", "ITBClient", "ITBSimulator"],
+            dependencies: ["ITBProtocol"],
             path: "Tests/ITBTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -167,12 +168,15 @@ let package = Package(
             dependencies: [
                 "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator", "ITBTestSupport", "ITBBridgeTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                // EventHubTests attach sinks to an event loop of NIOPosix's singleton group.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ITBCaptureTests",
-            dependencies: ["ITBCapture", "ITBProtocol", "ITBJSON"],
+            dependencies: ["ITBCapture", "ITBProtocol"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -187,7 +191,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ItbctlTests",
-            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBTestSupport", "ITBBridgeTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBTestSupport", "ITBBridgeTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]
