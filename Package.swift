@@ -89,11 +89,12 @@ let package = Package(
             dependencies: [
                 "ITBProtocol", "ITBJSON", "ITBSerial", "ITBCapture", "CITBShims",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                // Counters, gauges and timers are CoreMetrics' types (BridgeMetrics.swift);
+                // Prometheus renders them for /metrics.
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -141,8 +142,20 @@ let package = Package(
         // Helpers shared by the test targets (test targets cannot share sources); only tests use it.
         .target(
             name: "ITBTestSupport",
-            dependencies: ["ITBProtocol", "ITBClient", "ITBSimulator"],
+            dependencies: ["ITBProtocol"],
             path: "Tests/ITBTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        // The bridge's test harness, written once: the restartable in-process TestDaemon, the
+        // daemon as a process, the programmer driver, CoreBench, the executable locator and the
+        // daemon's JSON. Only the bridge and itbctl test targets use it.
+        .target(
+            name: "ITBBridgeTestSupport",
+            dependencies: [
+                "ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBSerial", "ITBTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/ITBBridgeTestSupport",
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -153,10 +166,13 @@ let package = Package(
         .testTarget(
             name: "ITBBridgeTests",
             dependencies: [
-                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator", "ITBTestSupport",
+                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator", "ITBTestSupport", "ITBBridgeTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 // GRDB: the migration test counts the rows of a journal file as it is on disk.
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // EventHubTests attach sinks to an event loop of NIOPosix's singleton group.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             // A journal written by the release before pump records (scripts/make-v1-journal.sh),
             // read from its path by the migration test.
@@ -165,7 +181,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ITBCaptureTests",
-            dependencies: ["ITBCapture", "ITBProtocol", "ITBJSON"],
+            dependencies: ["ITBCapture", "ITBProtocol"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -180,7 +196,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ItbctlTests",
-            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ITBBridge", "ITBClient", "ITBSimulator", "ITBProtocol", "ITBTestSupport", "ITBBridgeTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -5,8 +5,12 @@ import Musl
 #endif
 
 /// One connected Unix stream socket with poll-bounded reads and writes.
-final class Connection: @unchecked Sendable {
-    // @unchecked: used by one thread at a time (the caller's); the descriptor is immutable.
+///
+/// `Sendable` for real: every stored property is immutable, and each call is one system call on
+/// the descriptor (`send`, `poll`, `recv`), which the kernel serialises. Bytes of two calls made
+/// at once could interleave on the stream, so a request and its response are read by one caller
+/// (``UnixHTTPClient`` makes one connection per request; an ``EventStreamReader`` owns its own).
+final class Connection: Sendable {
     let fd: Int32
     let socketPath: String
     let timeout: Duration
@@ -80,8 +84,10 @@ final class Connection: @unchecked Sendable {
 
 /// Parses an HTTP/1.1 response from a connection: head, then a body by length, by chunks, or to
 /// the end of the stream.
-struct ResponseReader: @unchecked Sendable {
-    struct Head {
+///
+/// `Sendable` for real: a value (its buffers are copied with it) over a `Sendable` ``Connection``.
+struct ResponseReader: Sendable {
+    struct Head: Sendable {
         var status: Int
         var headers: [(String, String)]
         var chunked: Bool { headers.contains { $0.0.lowercased() == "transfer-encoding" && $0.1.lowercased().contains("chunked") } }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One Server-Sent Event.
 public struct ServerSentEvent: Hashable, Sendable {
     /// `id:`, the journal event id.
@@ -9,62 +11,81 @@ public struct ServerSentEvent: Hashable, Sendable {
 }
 
 /// Reads Server-Sent Events from an open stream, blocking up to a timeout per call.
-public final class EventStreamReader: @unchecked Sendable {
-    // @unchecked: a reader belongs to the one thread that reads it.
-    private var reader: ResponseReader
+///
+/// `Sendable` for real: a reader is usually read by one thread, but a test or tool may hand it to
+/// another, or close it from another to end a wait. What it has received and parsed is behind a
+/// `Mutex`, held for the whole of ``next(timeout:)`` (so two readers take events one after the
+/// other, never half of one each); ``close()`` takes no lock, so it never waits for a blocked
+/// ``next(timeout:)``.
+public final class EventStreamReader: Sendable {
+    private struct State {
+        var reader: ResponseReader
+        var text: [UInt8] = []
+        var finished = false
+    }
+
+    private let connection: Connection
     private let chunked: Bool
-    private var text: [UInt8] = []
-    private var finished = false
+    private let state: Mutex<State>
 
     init(reader: ResponseReader, head: ResponseReader.Head) {
-        self.reader = reader
-        self.chunked = head.chunked
+        connection = reader.connection
+        chunked = head.chunked
+        var state = State(reader: reader)
         if !chunked {
             // Body bytes that arrived with the head.
-            text = self.reader.buffer
-            self.reader.buffer.removeAll()
+            state.text = state.reader.buffer
+            state.reader.buffer.removeAll()
         }
+        self.state = Mutex(state)
     }
 
     /// The next event; nil when the stream ended. Comments and keep-alives are skipped. Throws
     /// ``ClientError/timedOut(socket:)`` when nothing arrives within `timeout`.
     public func next(timeout: Duration = .seconds(10)) throws(ClientError) -> ServerSentEvent? {
+        let chunked = self.chunked
+        return try state.withLock { (state) throws(ClientError) -> ServerSentEvent? in
+            try Self.next(&state, chunked: chunked, timeout: timeout)
+        }
+    }
+
+    /// Closes the connection.
+    public func close() { connection.close() }
+
+    private static func next(_ state: inout State, chunked: Bool, timeout: Duration) throws(ClientError) -> ServerSentEvent? {
         let deadline = ContinuousClock.now + timeout
         while true {
-            if let event = parseOne() { return event }
-            if finished { return nil }
+            if let event = parseOne(&state.text) { return event }
+            if state.finished { return nil }
             let remaining = deadline - ContinuousClock.now
-            guard remaining > .zero else { throw .timedOut(socket: reader.connection.socketPath) }
+            guard remaining > .zero else { throw .timedOut(socket: state.reader.connection.socketPath) }
             let waitMs = Int32(clamping: max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
             if chunked {
                 do {
-                    if let chunk = try reader.readChunk(waitMs: waitMs) {
-                        text += chunk
+                    if let chunk = try state.reader.readChunk(waitMs: waitMs) {
+                        state.text += chunk
                     } else {
-                        finished = true
+                        state.finished = true
                     }
                 } catch {
                     if case .timedOut = error { continue }
-                    if case .protocolError = error { finished = true; continue }
+                    if case .protocolError = error { state.finished = true; continue }
                     throw error
                 }
             } else {
-                guard let more = try reader.fill(waitMs: waitMs) else { continue }
+                guard let more = try state.reader.fill(waitMs: waitMs) else { continue }
                 if more {
-                    text += reader.buffer
-                    reader.buffer.removeAll()
+                    state.text += state.reader.buffer
+                    state.reader.buffer.removeAll()
                 } else {
-                    finished = true
+                    state.finished = true
                 }
             }
         }
     }
 
-    /// Closes the connection.
-    public func close() { reader.connection.close() }
-
     /// Parses one complete event (ended by a blank line) from the text received so far.
-    private func parseOne() -> ServerSentEvent? {
+    private static func parseOne(_ text: inout [UInt8]) -> ServerSentEvent? {
         while let end = ResponseReader.find([10, 10], in: text) {
             let block = String(decoding: text[0..<end], as: UTF8.self)
             text.removeFirst(end + 2)

@@ -15,7 +15,7 @@ import Glibc
 struct EndToEndTests {
     @Test("frames written into the pty come back from GET and SSE with the right values and hand-computed derived values")
     func telemetryReachesTheAPI() async throws {
-        let bridge = try await BridgeHarness(name: "e2e")
+        let bridge = try await TestDaemon(name: "e2e")
         do {
             try await bridge.connectProgrammer()
             let device = testProgrammer.programmerSerial
@@ -70,15 +70,15 @@ struct EndToEndTests {
             #expect(seen["program"]?["daily_dose_ug"] as? Double == 400)
             #expect(ids == ids.sorted() && Set(ids).count == ids.count)
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 
     @Test("an alarm is acknowledged only once it is in the journal, and a retransmission is stored once and acknowledged again")
     func reliableAlarms() async throws {
-        let bridge = try await BridgeHarness(name: "alarms")
+        let bridge = try await TestDaemon(name: "alarms")
         do {
             try await bridge.connectProgrammer()
             let device = testProgrammer.programmerSerial
@@ -115,15 +115,15 @@ struct EndToEndTests {
             let cleared = try await bridge.json("/v1/alarms?device=\(device)")
             #expect((cleared["alarms"] as? [[String: Any]])?.first?["state"] as? String == "ended")
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 
     @Test("acknowledging records the peer's uid and time, changes nothing on the pump, and an ended alarm cannot be acknowledged")
     func acknowledgement() async throws {
-        let bridge = try await BridgeHarness(name: "ack")
+        let bridge = try await TestDaemon(name: "ack")
         do {
             try await bridge.connectProgrammer()
             _ = try await bridge.withProgrammer { try $0.raise(code: .motorStall, priority: .high, onsetTimeMs: nowMs()) }
@@ -151,15 +151,15 @@ struct EndToEndTests {
             #expect(conflict.status == 409)
             #expect(try JSONObject.parse(conflict.body)["error"] as? String == "alarm_ended")
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 
     @Test("an SSE client that reconnects with Last-Event-ID receives exactly the events it missed, then live ones")
     func resumeWithLastEventID() async throws {
-        let bridge = try await BridgeHarness(name: "resume")
+        let bridge = try await TestDaemon(name: "resume")
         do {
             try await bridge.connectProgrammer()
             let client = bridge.client
@@ -200,15 +200,15 @@ struct EndToEndTests {
             #expect((live.id ?? 0) > (replayed.last?.id ?? 0))
             #expect(try JSONObject.parse(Array(live.data.utf8))["code"] as? String == "memory_error")
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 
     @Test("a client that never reads is cut off while another client receives every event")
     func slowClientIsCutOff() async throws {
-        let bridge = try await BridgeHarness(name: "lagged") { $0.subscriberBufferEvents = 1024 }
+        let bridge = try await TestDaemon(name: "lagged") { $0.subscriberBufferEvents = 1024 }
         do {
             try await bridge.connectProgrammer()
             let client = bridge.client
@@ -254,15 +254,15 @@ struct EndToEndTests {
             }
             #expect(stuckCount.0 < total)
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 
     @Test("malformed HTTP, oversized bodies, unknown paths and bad ids get JSON errors, and the daemon carries on")
     func badRequests() async throws {
-        let bridge = try await BridgeHarness(name: "bad")
+        let bridge = try await TestDaemon(name: "bad")
         do {
             func expectError(_ response: HTTPResponse, _ status: Int, _ code: String? = nil) throws {
                 #expect(response.status == status, "\(response.text)")
@@ -307,17 +307,17 @@ struct EndToEndTests {
             let health = try await bridge.json("/v1/health")
             #expect(health["status"] as? String == "ok")
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 
     @Test("the socket has the configured file mode and group from the moment it appears")
     func socketModeAndGroup() async throws {
         // Group 1 exists on every Debian system (daemon); fall back to our own group.
         let groupID: UInt32 = getgrgid(1) != nil ? 1 : getgid()
-        let bridge = try await BridgeHarness(name: "mode") {
+        let bridge = try await TestDaemon(name: "mode") {
             $0.socketMode = 0o640
             $0.socketGroup = String(groupID)
         }
@@ -326,7 +326,7 @@ struct EndToEndTests {
         #expect(st.st_mode & 0o777 == 0o640)
         #expect(st.st_gid == groupID)
         #expect((st.st_mode & S_IFMT) == S_IFSOCK)
-        await bridge.stop()
+        await bridge.shutdown()
         #expect(access(bridge.configuration.socketPath, F_OK) != 0, "the socket is removed on shutdown")
     }
 }
@@ -344,7 +344,7 @@ struct OpenAPIDocumentTests {
 
     @Test("the document served at /v1/openapi.json lists exactly the served routes, and each of them answers")
     func documentMatchesRoutes() async throws {
-        let bridge = try await BridgeHarness(name: "openapi")
+        let bridge = try await TestDaemon(name: "openapi")
         do {
             let document = try await bridge.json("/v1/openapi.json")
             #expect(document["openapi"] as? String == "3.1.0")
@@ -369,10 +369,10 @@ struct OpenAPIDocumentTests {
             let stream = try await blocking { try client.events("/v1/events") }
             stream.close()
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 }
 
@@ -418,7 +418,7 @@ struct EventStreamFramingTests {
 
     @Test("a live event, written next to the socket, is framed as the response head says: one well-formed chunk of a chunked body, for an HTTP/1.1 and an HTTP/1.0 request alike")
     func framingFollowsTheResponseHead() async throws {
-        let bridge = try await BridgeHarness(name: "framing")
+        let bridge = try await TestDaemon(name: "framing")
         do {
             try await bridge.connectProgrammer()
             let socketPath = bridge.configuration.socketPath
@@ -438,10 +438,10 @@ struct EventStreamFramingTests {
                 try checkFraming(complete, name)
             }
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 }
 
@@ -449,7 +449,7 @@ struct EventStreamFramingTests {
 struct MethodNotAllowedTests {
     @Test("a method a served path does not take gets 405 with Allow naming the ones it does, as JSON; an unknown path stays 404")
     func methodNotAllowed() async throws {
-        let bridge = try await BridgeHarness(name: "methods")
+        let bridge = try await TestDaemon(name: "methods")
         do {
             let client = bridge.client
             for (method, path, allow) in [("DELETE", "/v1/health", "GET"), ("PUT", "/v1/devices/PGM-1", "GET"),
@@ -464,9 +464,9 @@ struct MethodNotAllowedTests {
             #expect(unknown.status == 404)
             #expect(try JSONObject.parse(unknown.body)["error"] as? String == "not_found")
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 }

@@ -9,7 +9,7 @@ import Glibc
 struct InstallScriptTests {
     /// Where `swift build --build-tests` put itb-bridged and itbctl.
     static var binDirectory: String {
-        get throws { try DaemonProcess.executable.deletingLastPathComponent().path }
+        get throws { try TestExecutables.directory().path }
     }
 
     /// Runs the install script; as root, as `nobody` through setpriv (with DESTDIR set it must not

@@ -1,8 +1,6 @@
 import Foundation
 import ITBBridge
 import ITBProtocol
-import Logging
-import Synchronization
 import Testing
 
 /// The journal itself: durable across instances, in WAL mode, event ids that only grow, queries,
@@ -13,11 +11,11 @@ struct JournalTests {
 
     @Test("what was committed before an ACK is seen by a new Journal instance on the same directory")
     func durableAcrossInstances() async throws {
-        try await withJournalBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             let acks = await bench.receive([
-                bench.alarm(id: 77, code: .emptyReservoir, priority: .high),
-                bench.refill(at: JournalBench.t0 - 1_000, measured: 1_950),
+                bench.alarm(id: 77, code: .emptyReservoir, priority: .high, onset: bench.clock.now),
+                bench.refill(at: CoreBench.t0 - 1_000, measured: 1_950),
             ])
             #expect(acks.map(\.status) == [.stored])
             let alarms = try await bench.journal.alarms(active: nil, device: nil, sinceEventID: nil, limit: 100)
@@ -30,7 +28,7 @@ struct JournalTests {
             #expect(try await reopened.alarms(active: nil, device: nil, sinceEventID: nil, limit: 100) == alarms)
             #expect(try await reopened.events(after: 0) == events)
             #expect(try await reopened.latestEventID() == latest)
-            #expect(try await reopened.alarmMessageCount(device: JournalBench.serial) == 1)
+            #expect(try await reopened.alarmMessageCount(device: CoreBench.serial) == 1)
             #expect(try await reopened.events(after: 0, types: ["refill"]).count == 1)
         }
     }
@@ -40,26 +38,26 @@ struct JournalTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("itb-journal-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
-            let bench = try await JournalBench(directory: directory)
+            let bench = try await CoreBench(directory: directory)
             await bench.identify()
-            #expect(await bench.receive([bench.alarm(id: 5, code: .motorStall, priority: .high)]).map(\.status) == [.stored])
+            #expect(await bench.receive([bench.alarm(id: 5, code: .motorStall, priority: .high, onset: bench.clock.now)]).map(\.status) == [.stored])
         }
-        let restarted = try await JournalBench(directory: directory)
+        let restarted = try await CoreBench(directory: directory)
         await restarted.identify()
         let latest = try await restarted.journal.latestEventID()
-        let acks = await restarted.receive([restarted.alarm(id: 5, code: .motorStall, priority: .high)], retransmission: true)
+        let acks = await restarted.receive([restarted.alarm(id: 5, code: .motorStall, priority: .high, onset: restarted.clock.now)], retransmission: true)
         #expect(acks.map(\.status) == [.stored])
         #expect(acks.map(\.alarmID) == [5])
         #expect(try await restarted.journal.alarms(active: nil, device: nil, sinceEventID: nil, limit: 100).count == 1)
-        #expect(try await restarted.journal.alarmMessageCount(device: JournalBench.serial) == 1)
+        #expect(try await restarted.journal.alarmMessageCount(device: CoreBench.serial) == 1)
         #expect(try await restarted.journal.latestEventID() == latest)
     }
 
     @Test("the journal runs in WAL mode: journal.sqlite-wal exists after a write")
     func walMode() async throws {
-        try await withJournalBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
-            _ = await bench.receive([bench.alarm(id: 1, code: .eri)])
+            _ = await bench.receive([bench.alarm(id: 1, code: .eri, onset: bench.clock.now)])
             #expect(bench.journal.path == bench.directory + "/journal.sqlite")
             #expect(FileManager.default.fileExists(atPath: bench.directory + "/journal.sqlite"))
             #expect(FileManager.default.fileExists(atPath: bench.directory + "/journal.sqlite-wal"))
@@ -79,15 +77,15 @@ struct JournalTests {
 
     @Test("event ids strictly increase in commit order, and subscribers see the same ids in the same order")
     func eventIDsIncrease() async throws {
-        try await withJournalBench { bench async throws in
+        try await withCoreBench { bench async throws in
             let subscription = bench.core.queries.subscribe(EventFilter())
             await bench.identify()
-            _ = await bench.receive([bench.status(), bench.alarm(id: 10, code: .lowReservoir)])
+            _ = await bench.receive([bench.status(), bench.alarm(id: 10, code: .lowReservoir, onset: bench.clock.now)])
             bench.clock.advance(by: 1_000)
-            _ = await bench.receive([bench.refill(at: JournalBench.t0, measured: 0), bench.alarm(id: 11, code: .eri)])
+            _ = await bench.receive([bench.refill(at: CoreBench.t0, measured: 0), bench.alarm(id: 11, code: .eri, onset: bench.clock.now)])
             let alarm = try #require(try await bench.journal.alarms(active: nil, device: nil, sinceEventID: nil, limit: 100).first)
             _ = try await bench.core.acknowledge(alarm: alarm.id, uid: 500)
-            _ = await bench.receive([bench.alarm(id: 12, code: .lowReservoir, transition: .cleared)])
+            _ = await bench.receive([bench.alarm(id: 12, code: .lowReservoir, transition: .cleared, onset: bench.clock.now)])
 
             let stored = try await bench.journal.events(after: 0)
             #expect(stored.count >= 8)
@@ -109,9 +107,9 @@ struct JournalTests {
 
     @Test("events(after:) resumes after an id and filters by device, type and limit")
     func eventQueries() async throws {
-        try await withJournalBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
-            _ = await bench.receive([bench.status(), bench.alarm(id: 1, code: .eri), bench.alarm(id: 2, code: .lowReservoir)])
+            _ = await bench.receive([bench.status(), bench.alarm(id: 1, code: .eri, onset: bench.clock.now), bench.alarm(id: 2, code: .lowReservoir, onset: bench.clock.now)])
             let all = try await bench.journal.events(after: 0)
             let alarmEvents = try await bench.journal.events(after: 0, types: ["alarm"])
             #expect(alarmEvents.count == 2)
@@ -119,7 +117,7 @@ struct JournalTests {
             let resumed = try await bench.journal.events(after: alarmEvents[0].id)
             #expect(resumed.map(\.id) == all.map(\.id).filter { $0 > alarmEvents[0].id })
             #expect(try await bench.journal.events(after: 0, device: "PGM-OTHER").isEmpty)
-            #expect(try await bench.journal.events(after: 0, device: JournalBench.serial).count == all.count)
+            #expect(try await bench.journal.events(after: 0, device: CoreBench.serial).count == all.count)
             #expect(try await bench.journal.events(after: 0, limit: 2).map(\.id) == Array(all.map(\.id).prefix(2)))
             #expect(try await bench.journal.alarms(active: nil, device: nil, sinceEventID: alarmEvents[0].id, limit: 10)
                 .map(\.deviceAlarmID) == [2])
@@ -128,21 +126,21 @@ struct JournalTests {
 
     @Test("a refill reported again is stored and published once")
     func refillStoredOnce() async throws {
-        try await withJournalBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
-            _ = await bench.receive([bench.refill(at: JournalBench.t0 - 5_000, measured: 2_000)])
-            _ = await bench.receive([bench.refill(at: JournalBench.t0 - 5_000, measured: 2_000)])
+            _ = await bench.receive([bench.refill(at: CoreBench.t0 - 5_000, measured: 2_000)])
+            _ = await bench.receive([bench.refill(at: CoreBench.t0 - 5_000, measured: 2_000)])
             #expect(try await bench.journal.events(after: 0, types: ["refill"]).count == 1)
         }
     }
 
     @Test("pruning deletes old events and ended alarms but keeps open alarms however old")
     func pruneKeepsOpenAlarms() async throws {
-        try await withJournalBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             // At t0: one alarm stays active, one is acknowledged, one ends.
             _ = await bench.receive([
-                bench.alarm(id: 1, code: .lowReservoir), bench.alarm(id: 2, code: .eri), bench.alarm(id: 3, code: .motorStall),
+                bench.alarm(id: 1, code: .lowReservoir, onset: bench.clock.now), bench.alarm(id: 2, code: .eri, onset: bench.clock.now), bench.alarm(id: 3, code: .motorStall, onset: bench.clock.now),
             ])
             let byCode = Dictionary(uniqueKeysWithValues: try await bench.journal.alarms(active: nil, device: nil, sinceEventID: nil, limit: 10)
                 .map { ($0.code, $0.id) })
@@ -150,11 +148,11 @@ struct JournalTests {
             let acknowledged = try #require(byCode["eri"])
             let endedOld = try #require(byCode["motor_stall"])
             _ = try await bench.core.acknowledge(alarm: acknowledged, uid: 42)
-            _ = await bench.receive([bench.alarm(id: 4, code: .motorStall, transition: .cleared)])
+            _ = await bench.receive([bench.alarm(id: 4, code: .motorStall, transition: .cleared, onset: bench.clock.now)])
 
             // 450 days later an alarm ends (recent): it is within retention.
             bench.clock.advance(by: 450 * Self.dayMs)
-            _ = await bench.receive([bench.alarm(id: 5, code: .flowFault), bench.alarm(id: 6, code: .flowFault, transition: .cleared)])
+            _ = await bench.receive([bench.alarm(id: 5, code: .flowFault, onset: bench.clock.now), bench.alarm(id: 6, code: .flowFault, transition: .cleared, onset: bench.clock.now)])
             let endedRecent = try #require(try await bench.journal.alarms(active: false, device: nil, sinceEventID: nil, limit: 10)
                 .first { $0.code == "flow_fault" }?.id)
             let recentEventIDs = try await bench.journal.events(after: 0).filter { $0.timeMs >= bench.clock.now }.map(\.id)
@@ -175,82 +173,12 @@ struct JournalTests {
             #expect(try await bench.journal.events(after: 0).map(\.id) == recentEventIDs)
 
             // Ids are never reused after pruning.
-            _ = await bench.receive([bench.alarm(id: 7, code: .eos, priority: .high)])
+            _ = await bench.receive([bench.alarm(id: 7, code: .eos, priority: .high, onset: bench.clock.now)])
             #expect(try await bench.journal.latestEventID() > latestBefore)
 
             // A pruned alarm's clear still ends the open condition it belongs to.
-            _ = await bench.receive([bench.alarm(id: 8, code: .lowReservoir, transition: .cleared)])
+            _ = await bench.receive([bench.alarm(id: 8, code: .lowReservoir, transition: .cleared, onset: bench.clock.now)])
             #expect(try await bench.journal.alarm(id: active)?.0.state == .ended)
         }
     }
-}
-
-// MARK: - bench
-
-/// A host clock the test moves by hand.
-private final class JournalClock: Sendable {
-    private let ms: Mutex<Int64>
-    init(_ start: Int64) { ms = Mutex(start) }
-    var now: Int64 { ms.withLock { $0 } }
-    func advance(by delta: Int64) { ms.withLock { $0 += delta } }
-}
-
-/// A core over a real journal in `directory`, with one session.
-private final class JournalBench {
-    static let t0: Int64 = 1_750_000_000_000
-    static let serial = "PGM-JOURNAL-01"
-    static let programmer = ProgrammerInfo(bootID: 0x5EED_0000_0000_0042, firmwareVersion: 0x02_01_00, protocolMinor: 0,
-                                           programmerSerial: serial, hardwareModel: "CP-TEST")
-
-    let directory: String
-    let clock = JournalClock(t0)
-    let journal: Journal
-    let core: BridgeCore
-    let session: SessionID
-    private var sequence: UInt32 = 0
-
-    init(directory: String) async throws {
-        self.directory = directory
-        journal = try Journal(directory: directory)
-        let clock = self.clock
-        core = await BridgeCore(configuration: BridgeConfiguration(), journal: journal, metrics: BridgeMetrics(),
-                                logger: Logger(label: "itb-test.journal") { _ in SwiftLogNoOpLogHandler() },
-                                now: { clock.now })
-        session = await core.openSession(path: "/dev/ttyTEST2")
-        await core.linkChanged(session, to: .connected)
-    }
-
-    func receive(_ messages: [Message], retransmission: Bool = false) async -> [AckInstruction] {
-        let batch = messages.map { message -> ReceivedMessage in
-            sequence &+= 1
-            return ReceivedMessage(message: message, sequence: sequence, retransmission: retransmission, receivedAtMs: clock.now)
-        }
-        return await core.receive(session, batch, counters: DecoderCounters())
-    }
-
-    func identify() async {
-        _ = await receive([.programmerInfo(Self.programmer)])
-    }
-
-    func alarm(id: UInt32, code: AlarmCode, priority: AlarmPriority = .medium, transition: AlarmTransition = .raised) -> Message {
-        .alarm(Alarm(onsetTimeMs: clock.now, alarmID: id, code: code, priority: priority, transition: transition))
-    }
-
-    func status() -> Message {
-        .pumpStatus(PumpStatus(deviceTimeMs: clock.now, dailyDoseUgX10: 4000, concentrationUgPerML: 2000, activeAlarmMask: 0,
-                               pumpState: .infusing, dosingMode: .simpleContinuous, linkQualityPct: 80))
-    }
-
-    func refill(at time: Int64, measured: UInt32) -> Message {
-        .refill(Refill(refillTimeMs: time, concentrationUgPerML: 2000, volumeFilledUL: 20_000, expectedResidualUL: 2_000,
-                       measuredResidualUL: measured, drugLot: "LOT-J7"))
-    }
-}
-
-/// Runs `body` with a bench in a fresh temporary directory, removed afterwards.
-private func withJournalBench(_ body: (JournalBench) async throws -> Void) async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("itb-journal-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-    let bench = try await JournalBench(directory: directory)
-    try await body(bench)
 }

@@ -1,8 +1,5 @@
-import Foundation
 import ITBBridge
 import ITBProtocol
-import Logging
-import Synchronization
 import Testing
 
 /// Pump alarms through the core into a real journal: when they are acknowledged to the programmer
@@ -12,37 +9,37 @@ import Testing
 struct PumpAlarmTests {
     @Test("an alarm before PROGRAMMER_INFO is neither acknowledged nor stored; other messages are kept until then")
     func alarmBeforeIdentification() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             let acks = await bench.receive([
                 bench.status(),
                 bench.alarm(id: 7, code: .lowReservoir),
             ])
             #expect(acks.isEmpty)
-            #expect(try await bench.allAlarms().isEmpty)
-            #expect(try await bench.journal.alarmMessageCount(device: PumpAlarmBench.serial) == 0)
+            #expect(try await bench.alarms().isEmpty)
+            #expect(try await bench.journal.alarmMessageCount(device: CoreBench.serial) == 0)
             #expect(try await bench.journal.latestEventID() == 0)
             #expect(await bench.core.deviceStates().isEmpty)
 
             // Identification alone stores no alarm: the one before it was never kept.
-            #expect(await bench.receive([.programmerInfo(PumpAlarmBench.programmer)]).isEmpty)
-            #expect(try await bench.allAlarms().isEmpty)
+            #expect(await bench.receive([.programmerInfo(CoreBench.programmer())]).isEmpty)
+            #expect(try await bench.alarms().isEmpty)
             // The status that came before identification was kept and applied.
-            let device = try #require(await bench.core.device(PumpAlarmBench.serial))
+            let device = try #require(await bench.core.device(CoreBench.serial))
             #expect(device.status?.value.concentrationUgPerML == 2000)
 
             // The programmer retransmits the alarm; now it is stored and acknowledged.
             let retransmitted = await bench.receive([bench.alarm(id: 7, code: .lowReservoir)], retransmission: true)
             #expect(retransmitted.count == 1)
             #expect(retransmitted.first?.status == .stored)
-            #expect(try await bench.allAlarms().count == 1)
+            #expect(try await bench.alarms().count == 1)
         }
     }
 
     @Test("once identified, an alarm is stored active and acknowledged as stored, naming its frame and alarm id")
     func alarmStoredAndAcknowledged() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
-            let onset = PumpAlarmBench.t0 - 5_000
+            let onset = CoreBench.t0 - 5_000
             bench.clock.advance(by: 1_234)
             let acks = await bench.receive([bench.alarm(id: 41, code: .emptyReservoir, priority: .high, onset: onset,
                                                         detail: "reservoir empty")])
@@ -52,12 +49,12 @@ struct PumpAlarmTests {
             #expect(ack.alarmID == 41)
             #expect(ack.sequence == bench.lastSequence)
 
-            let alarms = try await bench.allAlarms()
+            let alarms = try await bench.alarms()
             #expect(alarms.count == 1)
             let alarm = try #require(alarms.first)
             #expect(alarm.state == .active)
             #expect(alarm.source == "pump")
-            #expect(alarm.device == PumpAlarmBench.serial)
+            #expect(alarm.device == CoreBench.serial)
             #expect(alarm.code == "empty_reservoir")
             #expect(alarm.codeRaw == 2)
             #expect(alarm.priority == "high")
@@ -65,10 +62,10 @@ struct PumpAlarmTests {
             #expect(alarm.detail == "reservoir empty")
             #expect(alarm.deviceAlarmID == 41)
             #expect(alarm.onsetTimeMs == onset)
-            #expect(alarm.raisedAtMs == PumpAlarmBench.t0 + 1_234)
+            #expect(alarm.raisedAtMs == CoreBench.t0 + 1_234)
             #expect(alarm.clearedAtMs == nil)
             #expect(alarm.acknowledgedAtMs == nil)
-            #expect(try await bench.journal.alarmMessageCount(device: PumpAlarmBench.serial) == 1)
+            #expect(try await bench.journal.alarmMessageCount(device: CoreBench.serial) == 1)
 
             let (_, transitions) = try #require(try await bench.journal.alarm(id: alarm.id))
             #expect(transitions.map(\.state) == ["active"])
@@ -81,17 +78,17 @@ struct PumpAlarmTests {
 
     @Test("an alarm in the same batch as, and after, its PROGRAMMER_INFO is stored and acknowledged")
     func alarmInIdentifyingBatch() async throws {
-        try await withPumpAlarmBench { bench async throws in
-            let acks = await bench.receive([.programmerInfo(PumpAlarmBench.programmer), bench.alarm(id: 3, code: .eri)])
+        try await withCoreBench { bench async throws in
+            let acks = await bench.receive([.programmerInfo(CoreBench.programmer()), bench.alarm(id: 3, code: .eri)])
             #expect(acks.map(\.status) == [.stored])
             #expect(acks.map(\.alarmID) == [3])
-            #expect(try await bench.allAlarms().map(\.code) == ["eri"])
+            #expect(try await bench.alarms().map(\.code) == ["eri"])
         }
     }
 
     @Test("a retransmitted alarm is acknowledged as stored again but stored once and published once")
     func retransmissionStoredOnce() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             let subscription = bench.core.queries.subscribe(EventFilter(types: ["alarm"]))
             let first = await bench.receive([bench.alarm(id: 9, code: .motorStall, priority: .high)])
@@ -109,30 +106,30 @@ struct PumpAlarmTests {
             #expect(again.first?.sequence == bench.lastSequence)
             #expect(again.first?.sequence != firstSequence)
 
-            #expect(try await bench.allAlarms().count == 1)
-            #expect(try await bench.journal.alarmMessageCount(device: PumpAlarmBench.serial) == 1)
+            #expect(try await bench.alarms().count == 1)
+            #expect(try await bench.journal.alarmMessageCount(device: CoreBench.serial) == 1)
             #expect(try await bench.journal.latestEventID() == latest)
             #expect(subscription.poll() == nil)
-            #expect(try await bench.allAlarms().first?.raisedAtMs == PumpAlarmBench.t0)
+            #expect(try await bench.alarms().first?.raisedAtMs == CoreBench.t0)
         }
     }
 
     @Test("the same alarm twice in one batch (a replayed frame) is acknowledged twice and stored once")
     func duplicateInOneBatch() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             let alarm = bench.alarm(id: 12, code: .flowFault, priority: .high)
             let acks = await bench.receive([alarm, alarm])
             #expect(acks.map(\.status) == [.stored, .stored])
             #expect(acks.map(\.alarmID) == [12, 12])
-            #expect(try await bench.allAlarms().count == 1)
+            #expect(try await bench.alarms().count == 1)
             #expect(try await bench.journal.events(after: 0, types: ["alarm"]).count == 1)
         }
     }
 
     @Test("a cleared transition of the same code ends the alarm, with when and by which pump alarm id")
     func clearEndsAlarm() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             _ = await bench.receive([bench.alarm(id: 20, code: .lowReservoir)])
             bench.clock.advance(by: 3_600_000)
@@ -140,40 +137,40 @@ struct PumpAlarmTests {
             #expect(acks.map(\.status) == [.stored])
             #expect(acks.map(\.alarmID) == [21])
 
-            let alarms = try await bench.allAlarms()
+            let alarms = try await bench.alarms()
             #expect(alarms.count == 1)
             let alarm = try #require(alarms.first)
             #expect(alarm.state == .ended)
-            #expect(alarm.clearedAtMs == PumpAlarmBench.t0 + 3_600_000)
+            #expect(alarm.clearedAtMs == CoreBench.t0 + 3_600_000)
             #expect(alarm.deviceAlarmID == 20)
             #expect(alarm.clearedDeviceAlarmID == 21)
-            #expect(alarm.raisedAtMs == PumpAlarmBench.t0)
-            #expect(try await bench.journal.alarmMessageCount(device: PumpAlarmBench.serial) == 2)
+            #expect(alarm.raisedAtMs == CoreBench.t0)
+            #expect(try await bench.journal.alarmMessageCount(device: CoreBench.serial) == 2)
             let (_, transitions) = try #require(try await bench.journal.alarm(id: alarm.id))
             #expect(transitions.map(\.state) == ["active", "ended"])
-            #expect(transitions.map(\.atMs) == [PumpAlarmBench.t0, PumpAlarmBench.t0 + 3_600_000])
+            #expect(transitions.map(\.atMs) == [CoreBench.t0, CoreBench.t0 + 3_600_000])
             #expect(try await bench.journal.alarms(active: true, device: nil, sinceEventID: nil, limit: 10).isEmpty)
         }
     }
 
     @Test("a clear ends only the alarm of its own code")
     func clearMatchesCode() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             _ = await bench.receive([bench.alarm(id: 1, code: .lowReservoir), bench.alarm(id: 2, code: .eri)])
             _ = await bench.receive([bench.alarm(id: 3, code: .eri, transition: .cleared)])
-            let byCode = Dictionary(uniqueKeysWithValues: try await bench.allAlarms().map { ($0.code, $0.state) })
+            let byCode = Dictionary(uniqueKeysWithValues: try await bench.alarms().map { ($0.code, $0.state) })
             #expect(byCode == ["low_reservoir": .active, "eri": .ended])
         }
     }
 
     @Test("a clear whose raise the bridge never saw is kept as an alarm that has already ended")
     func clearWithoutRaise() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             let acks = await bench.receive([bench.alarm(id: 5, code: .motorStall, transition: .cleared)])
             #expect(acks.map(\.status) == [.stored])
-            let alarm = try #require(try await bench.allAlarms().first)
+            let alarm = try #require(try await bench.alarms().first)
             #expect(alarm.state == .ended)
             #expect(alarm.code == "motor_stall")
             #expect(alarm.clearedDeviceAlarmID == 5)
@@ -183,10 +180,10 @@ struct PumpAlarmTests {
 
     @Test("acknowledging records the uid and time, moves the alarm to acknowledged, and publishes the change")
     func acknowledgeRecordsWho() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             _ = await bench.receive([bench.alarm(id: 30, code: .eri, priority: .low)])
-            let alarm = try #require(try await bench.allAlarms().first)
+            let alarm = try #require(try await bench.alarms().first)
             let subscription = bench.core.queries.subscribe(EventFilter(types: ["alarm"]))
             bench.clock.advance(by: 60_000)
 
@@ -197,7 +194,7 @@ struct PumpAlarmTests {
             }
             #expect(record.state == .acknowledged)
             #expect(record.acknowledgedByUID == 1001)
-            #expect(record.acknowledgedAtMs == PumpAlarmBench.t0 + 60_000)
+            #expect(record.acknowledgedAtMs == CoreBench.t0 + 60_000)
             #expect(record.eventID == event.id)
             #expect(event.id > alarm.eventID)
             #expect(event.type == "alarm")
@@ -212,7 +209,7 @@ struct PumpAlarmTests {
             #expect(stored == record)
             #expect(transitions.map(\.state) == ["active", "acknowledged"])
             #expect(transitions.last?.byUID == 1001)
-            #expect(transitions.last?.atMs == PumpAlarmBench.t0 + 60_000)
+            #expect(transitions.last?.atMs == CoreBench.t0 + 60_000)
 
             // A second acknowledgement changes nothing.
             let latest = try await bench.journal.latestEventID()
@@ -234,11 +231,11 @@ struct PumpAlarmTests {
 
     @Test("acknowledging an ended alarm reports alreadyEnded and records nothing")
     func acknowledgeEndedAlarm() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             _ = await bench.receive([bench.alarm(id: 50, code: .lowReservoir)])
             _ = await bench.receive([bench.alarm(id: 51, code: .lowReservoir, transition: .cleared)])
-            let alarm = try #require(try await bench.allAlarms().first)
+            let alarm = try #require(try await bench.alarms().first)
             let latest = try await bench.journal.latestEventID()
             let outcome = try await bench.core.acknowledge(alarm: alarm.id, uid: 1001)
             guard case .alreadyEnded(let record) = outcome else {
@@ -254,7 +251,7 @@ struct PumpAlarmTests {
 
     @Test("acknowledging an id that does not exist reports notFound")
     func acknowledgeUnknownID() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             #expect(try await bench.core.acknowledge(alarm: 999, uid: 0) == .notFound)
         }
@@ -262,14 +259,14 @@ struct PumpAlarmTests {
 
     @Test("unknown alarm codes and priorities are stored as unknown with their raw values, one alarm per raw code")
     func unknownCodesKeptRaw() async throws {
-        try await withPumpAlarmBench { bench async throws in
+        try await withCoreBench { bench async throws in
             await bench.identify()
             let acks = await bench.receive([
                 bench.alarm(id: 60, code: AlarmCode(rawValue: 42), priority: AlarmPriority(rawValue: 9), detail: "vendor 42"),
                 bench.alarm(id: 61, code: AlarmCode(rawValue: 43), priority: .medium),
             ])
             #expect(acks.map(\.status) == [.stored, .stored])
-            let alarms = try await bench.allAlarms().sorted { $0.id < $1.id }
+            let alarms = try await bench.alarms().sorted { $0.id < $1.id }
             #expect(alarms.count == 2)
             #expect(alarms.map(\.code) == ["unknown", "unknown"])
             #expect(alarms.map(\.codeRaw) == [42, 43])
@@ -281,78 +278,8 @@ struct PumpAlarmTests {
 
             // A clear of raw code 43 ends that one, not the other unknown.
             _ = await bench.receive([bench.alarm(id: 62, code: AlarmCode(rawValue: 43), transition: .cleared)])
-            let after = try await bench.allAlarms().sorted { $0.id < $1.id }
+            let after = try await bench.alarms().sorted { $0.id < $1.id }
             #expect(after.map(\.state) == [.active, .ended])
         }
     }
-}
-
-// MARK: - bench
-
-/// A host clock the test moves by hand.
-private final class PumpAlarmClock: Sendable {
-    private let ms: Mutex<Int64>
-    init(_ start: Int64) { ms = Mutex(start) }
-    var now: Int64 { ms.withLock { $0 } }
-    func advance(by delta: Int64) { ms.withLock { $0 += delta } }
-}
-
-/// A core over a real journal in a fresh directory, with one session and a hand-moved clock.
-private final class PumpAlarmBench {
-    static let t0: Int64 = 1_750_000_000_000
-    static let serial = "PGM-ALARM-01"
-    static let programmer = ProgrammerInfo(bootID: 0xA1B2_C3D4_E5F6_0718, firmwareVersion: 0x01_02_03, protocolMinor: 0,
-                                           programmerSerial: serial, hardwareModel: "CP-TEST")
-
-    let clock = PumpAlarmClock(t0)
-    let journal: Journal
-    let core: BridgeCore
-    let session: SessionID
-    private(set) var lastSequence: UInt32 = 1000
-
-    init(directory: String) async throws {
-        journal = try Journal(directory: directory)
-        let clock = self.clock
-        core = await BridgeCore(configuration: BridgeConfiguration(), journal: journal, metrics: BridgeMetrics(),
-                                logger: Logger(label: "itb-test.pump-alarm") { _ in SwiftLogNoOpLogHandler() },
-                                now: { clock.now })
-        session = await core.openSession(path: "/dev/ttyTEST0")
-        await core.linkChanged(session, to: .connected)
-    }
-
-    /// Hands `messages` to the core as one batch, each in its own frame.
-    func receive(_ messages: [Message], retransmission: Bool = false) async -> [AckInstruction] {
-        let batch = messages.map { message -> ReceivedMessage in
-            lastSequence &+= 1
-            return ReceivedMessage(message: message, sequence: lastSequence, retransmission: retransmission,
-                                   receivedAtMs: clock.now)
-        }
-        return await core.receive(session, batch, counters: DecoderCounters())
-    }
-
-    func identify() async {
-        _ = await receive([.programmerInfo(Self.programmer)])
-    }
-
-    func alarm(id: UInt32, code: AlarmCode, priority: AlarmPriority = .medium, transition: AlarmTransition = .raised,
-               onset: Int64 = t0, detail: String = "") -> Message {
-        .alarm(Alarm(onsetTimeMs: onset, alarmID: id, code: code, priority: priority, transition: transition, detail: detail))
-    }
-
-    func status() -> Message {
-        .pumpStatus(PumpStatus(deviceTimeMs: clock.now, dailyDoseUgX10: 4000, concentrationUgPerML: 2000, activeAlarmMask: 0,
-                               pumpState: .infusing, dosingMode: .simpleContinuous, linkQualityPct: 95))
-    }
-
-    func allAlarms() async throws -> [AlarmRecord] {
-        try await journal.alarms(active: nil, device: nil, sinceEventID: nil, limit: 1000)
-    }
-}
-
-/// Runs `body` with a bench in a fresh temporary directory, removed afterwards.
-private func withPumpAlarmBench(_ body: (PumpAlarmBench) async throws -> Void) async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("itb-pump-alarm-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-    let bench = try await PumpAlarmBench(directory: directory)
-    try await body(bench)
 }

@@ -3,23 +3,25 @@ import Foundation
 import ITBProtocol
 import ITBSerial
 import ITBSimulator
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Runs the built `itbctl` and collects its output.
-final class ToolProcess: @unchecked Sendable {
-    // @unchecked: driven by one test; `errorText` is guarded by its lock.
+///
+/// `Sendable` for real: `Process`, `Pipe` and the semaphore are; what a thread of its own reads
+/// from stderr is behind a `Mutex`.
+final class ToolProcess: Sendable {
     let process = Process()
     private let stdout = Pipe()
     private let stderr = Pipe()
-    private let lock = NSLock()
-    private var errorText = Data()
+    private let errorText = Mutex(Data())
     private let errorDone = DispatchSemaphore(value: 0)
 
     init(_ arguments: [String]) throws {
-        process.executableURL = try DaemonProcess.executable.deletingLastPathComponent().appendingPathComponent("itbctl")
+        process.executableURL = try TestExecutables.url(of: TestExecutables.itbctl)
         process.arguments = arguments
         process.standardOutput = stdout
         process.standardError = stderr
@@ -29,14 +31,14 @@ final class ToolProcess: @unchecked Sendable {
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
-                lock.withLock { errorText.append(chunk) }
+                errorText.withLock { $0.append(chunk) }
             }
             errorDone.signal()
         }.start()
     }
 
     /// What the tool wrote to stderr so far.
-    var errorOutput: String { lock.withLock { String(decoding: errorText, as: UTF8.self) } }
+    var errorOutput: String { errorText.withLock { String(decoding: $0, as: UTF8.self) } }
 
     /// Waits until stderr contains `text` (or `timeout` passes); true if it did.
     func waitForError(containing text: String, timeout: Duration = .seconds(20)) -> Bool {
@@ -155,7 +157,7 @@ struct DaemonReplayTests {
     func replayCaptureFile() async throws {
         let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("protocol-spec/samples/low-reservoir.itbcap").path
-        let bridge = try await BridgeHarness(name: "replay") {
+        let bridge = try await TestDaemon(name: "replay") {
             $0.devices = []
             $0.replayFiles = [sample]
         }
@@ -169,9 +171,9 @@ struct DaemonReplayTests {
             let status = try await bridge.json("/v1/devices/\(id)/status")
             #expect(status["concentration_ug_per_ml"] as? Int == 500)
         } catch {
-            await bridge.stop()
+            await bridge.shutdown()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
     }
 }

@@ -85,7 +85,7 @@ struct SimulatorScenarioTests {
         let directory = try ScratchDirectory("scenario-\(expected.name)")
         options.link = directory.path + "/programmer"
         let runner = try SimulationRunner(scenario: scenario, options: options)
-        let bridge = try await BridgeHarness(name: "scn-\(expected.name)") {
+        let bridge = try await TestDaemon(name: "scn-\(expected.name)") {
             $0.devices = [directory.path + "/programmer"]
             $0.heartbeatInterval = .milliseconds(200)
         }
@@ -128,11 +128,11 @@ struct SimulatorScenarioTests {
             for problem in expected.check(reservoir, status, program, device) { Issue.record(Comment(rawValue: problem)) }
         } catch {
             runner.stop()
-            await bridge.stop()
+            await bridge.shutdown()
             directory.remove()
             throw error
         }
-        await bridge.stop()
+        await bridge.shutdown()
         directory.remove()
     }
 }

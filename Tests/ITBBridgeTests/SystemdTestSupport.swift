@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,13 +53,6 @@ final class DatagramSocket: @unchecked Sendable {
 struct ReceivedDatagram: Sendable {
     let text: String
     let at: ContinuousClock.Instant
-}
-
-/// Set once, read from any thread: tells a helper thread to stop.
-final class StopFlag: Sendable {
-    private let value = Mutex(false)
-    func stop() { value.withLock { $0 = true } }
-    var isStopped: Bool { value.withLock { $0 } }
 }
 
 /// Runs a command to completion; its exit status and its standard output and error together.

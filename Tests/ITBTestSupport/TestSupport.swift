@@ -1,11 +1,10 @@
 // Test helpers shared by every test target (test targets cannot share source files, so they
 // live in this small library, which only test targets depend on). Each target re-exports it from
-// its own support file.
+// its own support file. What only the bridge and itbctl suites need (the test daemon, the
+// programmer driver, the executables, the daemon's JSON) is in ITBBridgeTestSupport.
 
 public import Foundation
-public import ITBClient
 public import ITBProtocol
-public import ITBSimulator
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -132,55 +131,6 @@ public let testProgrammer = ProgrammerInfo(bootID: 0x1234_5678_9ABC, firmwareVer
 
 /// Host time now, ms.
 public func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
-
-/// Parsing the daemon's JSON answers.
-public enum JSONObject {
-    /// A JSON object from bytes, or a `HarnessError` saying what came instead.
-    public static func parse(_ bytes: [UInt8]) throws -> [String: Any] {
-        guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-            throw HarnessError("not a JSON object: \(String(decoding: bytes, as: UTF8.self))")
-        }
-        return object
-    }
-}
-
-/// A JSON object from text.
-public func parseObject(_ text: String) throws -> [String: Any] {
-    try JSONObject.parse(Array(text.utf8))
-}
-
-// MARK: - Waiting on a running bridge
-
-/// Polls `GET path` until it answers 200 with a JSON object for which `predicate` holds, and
-/// returns that object; throws with the last answer after `timeout`.
-public func waitForJSON(_ client: UnixHTTPClient, _ path: String, timeout: Duration = .seconds(10),
-                        _ predicate: @escaping ([String: Any]) -> Bool) async throws -> [String: Any] {
-    let deadline = ContinuousClock.now + timeout
-    var last = ""
-    while ContinuousClock.now < deadline {
-        if let response = try? await blocking({ try client.get(path) }) {
-            if response.status == 200, let object = try? JSONObject.parse(response.body), predicate(object) { return object }
-            last = response.text
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    throw HarnessError("timed out waiting on \(path); last answer: \(last)")
-}
-
-/// Services `programmer` until the bridge behind `client` reports it connected. The programmer
-/// announces itself when it reads the bridge's HOST_HEARTBEAT, which may come after stale frames
-/// of an earlier daemon, so it is serviced the whole time.
-public func waitUntilIdentified(_ programmer: ProgrammerEndpoint, client: UnixHTTPClient, timeout: Duration = .seconds(20)) async throws {
-    let path = "/v1/devices/\(programmer.info.programmerSerial)"
-    let connected = try await blocking {
-        try programmer.service(until: { _ in
-            guard let response = try? client.get(path), response.status == 200,
-                  let object = try? JSONObject.parse(response.body) else { return false }
-            return object["link_state"] as? String == "connected"
-        }, timeout: timeout)
-    }
-    guard connected else { throw HarnessError("the bridge never identified the programmer") }
-}
 
 // MARK: - Proof runs: fault-suite sizes and figure lines
 

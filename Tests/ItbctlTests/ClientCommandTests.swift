@@ -1,4 +1,5 @@
 import Foundation
+import ITBBridge
 import ITBClient
 import ITBProtocol
 import ITBSimulator

@@ -177,14 +177,20 @@ enum DeviceFaults {
     /// `device_alarm_id`; a clear shows it ended with its id as `cleared_device_alarm_id` (with
     /// ``raiseNextAlarm(_:detail:)``'s codes no other transition exists).
     static func alarmEventsPerMessage(_ client: UnixHTTPClient) throws -> [Int: Int] {
+        // Each stored message appends its id to its alarm's `device_alarm_ids` and publishes one
+        // event: the message behind an event is the id that event added (a raise that arrives
+        // after its clear joins the ended alarm, so the state alone does not say which it was).
         var counts: [Int: Int] = [:]
+        var seen: [Int: Int] = [:]  // alarm id → how many of its device_alarm_ids were seen
         try forEachJournaledEvent(client) { event in
             guard event.event == "alarm" else { return }
             let alarm = try parseObject(event.data)
-            guard alarm["source"] as? String == "pump" else { return }
-            let key = alarm["state"] as? String == "ended" ? "cleared_device_alarm_id" : "device_alarm_id"
-            guard let id = alarm[key] as? Int else { throw HarnessError("alarm event without \(key): \(event.data)") }
-            counts[id, default: 0] += 1
+            guard alarm["source"] as? String == "pump", let alarmID = alarm["id"] as? Int else { return }
+            guard let ids = alarm["device_alarm_ids"] as? [Int] else { throw HarnessError("alarm event without device_alarm_ids: \(event.data)") }
+            let before = seen[alarmID] ?? 0
+            guard ids.count > before else { return }  // an acknowledgement: no new message
+            for id in ids[before...] { counts[id, default: 0] += 1 }
+            seen[alarmID] = ids.count
         }
         return counts
     }

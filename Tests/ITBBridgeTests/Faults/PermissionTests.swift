@@ -38,7 +38,7 @@ struct PermissionTests {
         let setpriv = try #require(Self.setpriv)
         let nobody = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
         let member = [setpriv, "--reuid=nobody", "--regid=nogroup", "--groups=\(Self.socketGroup)", "--"]
-        let itbctl = try DaemonProcess.executable.deletingLastPathComponent().appendingPathComponent("itbctl").path
+        let itbctl = try TestExecutables.url(of: TestExecutables.itbctl).path
         let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : (which("python3") ?? "python3")
         // The errno of a bare connect(), as the process sees it.
         let probe = "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(sys.argv[1]); print('connected')\nexcept OSError as e:\n    print('errno', e.errno)\n"
