@@ -51,7 +51,7 @@ public final class DaemonProcess: Sendable {
     }
 
     /// Waits until the API answers `GET /v1/health` with 200; throws after `timeout`.
-    public func waitReady(timeout: Duration = .seconds(20)) async throws {
+    public func waitReady(timeout: Duration = .seconds(60)) async throws {
         let client = UnixHTTPClient(socketPath: socketPath, timeout: .seconds(2))
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
