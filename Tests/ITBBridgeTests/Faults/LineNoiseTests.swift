@@ -545,6 +545,8 @@ final class SentValues: @unchecked Sendable {
         var statusesStored: Set<Int> = []
         var reservoirsStored: Set<Int> = []
         var alarmEventsPerMessage: [Int: Int] = [:]
+        /// How many of each alarm row's device_alarm_ids the audit has seen so far.
+        var alarmIDsSeen: [Int: Int] = [:]
         var corruptAccepted = 0
         var corruptAcceptedByCase: [String: Int] = [:]
         var problems: [String] = []
@@ -580,11 +582,15 @@ final class SentValues: @unchecked Sendable {
                 }
                 if !audit.reservoirsStored.insert(r).inserted { audit.problems.append("reservoir \(r) journaled twice") }
             case "alarm":
+                // Each stored message appends its id to its alarm's device_alarm_ids and publishes
+                // one event (a raise after its clear joins the ended alarm): count the ids added.
                 let alarm = try parseObject(event.data)
-                guard alarm["source"] as? String == "pump" else { return }
-                let key = alarm["state"] as? String == "ended" ? "cleared_device_alarm_id" : "device_alarm_id"
-                guard let id = alarm[key] as? Int else { return audit.corrupt("alarm event without \(key): \(event.data)", noise: nil) }
-                audit.alarmEventsPerMessage[id, default: 0] += 1
+                guard alarm["source"] as? String == "pump", let alarmRow = alarm["id"] as? Int else { return }
+                guard let ids = alarm["device_alarm_ids"] as? [Int] else { return audit.corrupt("alarm event without device_alarm_ids: \(event.data)", noise: nil) }
+                let before = audit.alarmIDsSeen[alarmRow] ?? 0
+                guard ids.count > before else { return }
+                for id in ids[before...] { audit.alarmEventsPerMessage[id, default: 0] += 1 }
+                audit.alarmIDsSeen[alarmRow] = ids.count
             default:
                 break
             }
