@@ -101,21 +101,12 @@ public enum BridgeRoutes {
 
         router.get("/v1/alarms") { request, _ in
             let query = request.uri.queryParameters
-            let active: Bool? = try query.get("active").map { value -> Bool in
-                switch value {
-                case "true", "1", "yes": return true
-                case "false", "0", "no": return false
-                default: throw APIError.badQuery("active", "true or false")
-                }
-            }
+            let active: Bool? = try query.get("active").map { try boolean($0, "active") }
             let since: Int64? = try query.get("since").map { value -> Int64 in
                 guard let n = Int64(value), n >= 0 else { throw APIError.badQuery("since", "an event id (a whole number ≥ 0)") }
                 return n
             }
-            let limit: Int = try query.get("limit").map { value -> Int in
-                guard let n = Int(value), (1...10_000).contains(n) else { throw APIError.badQuery("limit", "a whole number from 1 to 10000") }
-                return n
-            } ?? 1000
+            let limit = try limitParameter(query.get("limit"), default: 1000, maximum: 10_000)
             let device = query.get("device")
             let pump = query.get("pump")
             if let pump, try await !journalCall({ try await core.pumpExists(id: pump) }) { throw APIError.unknownPump(pump) }
