@@ -80,7 +80,7 @@ struct RandomFrameTests {
         ProofScale.figure("property.random_frames", [
             "seed": "0x" + String(seed, radix: 16), "frames_sent": run.counts.frames, "programmer_to_host": run.counts.delivered - run.counts.wrongDirection,
             "wrong_direction": run.counts.wrongDirection, "unknown_types": run.counts.unknown, "short_payloads": run.counts.short,
-            "alarms_acked_stored": run.alarmsAcked, "events_checked": follower.eventsRead, "api_answers_checked": run.answersChecked,
+            "alarms_acked_stored": run.alarmsAcked, "events_checked": follower.eventsRead, "lag_resumes": follower.lagResumes, "api_answers_checked": run.answersChecked,
             "problems": report.values.reduce(0) { $0 + $1.count }, "daemon_alive": alive,
             "seconds": String(format: "%.1f", DeviceFaults.elapsed(since: started)),
         ])
@@ -382,6 +382,10 @@ final class EventFollower: Sendable {
     private let done = DispatchSemaphore(value: 0)
     private let lastID = Atomic<Int64>(0)
     private let count = Atomic<Int>(0)
+    private let resumes = Atomic<Int>(0)
+
+    /// How often the daemon cut the follower off as lagged and it resumed with Last-Event-ID.
+    var lagResumes: Int { resumes.load(ordering: .relaxed) }
 
     /// Events read so far.
     var eventsRead: Int { count.load(ordering: .relaxed) }
@@ -389,29 +393,45 @@ final class EventFollower: Sendable {
     init(client: UnixHTTPClient, audit: RenderingAudit) {
         Thread { [self] in
             defer { done.signal() }
-            let stream: EventStreamReader
-            do {
-                stream = try client.events("/v1/events", lastEventID: 0)
-            } catch {
-                audit.problem("events", "cannot follow /v1/events: \(error)")
-                return
-            }
-            defer { stream.close() }
+            // A follower that falls `subscriber_buffer_events` behind is cut off with `lagged`
+            // (README, "Events"); like every client it then resumes with Last-Event-ID, so every
+            // event is still read and checked once, in order.
+            var resumes = 0
             while !stopping.isStopped {
-                if let target = stopAt.withLock({ $0 }), lastID.load(ordering: .relaxed) >= target { return }
-                let event: ServerSentEvent?
+                let stream: EventStreamReader
                 do {
-                    event = try stream.next(timeout: .milliseconds(200))
-                } catch ClientError.timedOut {
-                    continue
+                    stream = try client.events("/v1/events", lastEventID: lastID.load(ordering: .relaxed))
                 } catch {
-                    audit.problem("events", "the event stream failed: \(error)")
+                    audit.problem("events", "cannot follow /v1/events: \(error)")
                     return
                 }
-                guard let event else { audit.problem("events", "the event stream ended"); return }
-                count.add(1, ordering: .relaxed)
-                if let id = event.id { lastID.store(id, ordering: .relaxed) }
-                audit.check(event: event)
+                defer { stream.close() }
+                reading: while !stopping.isStopped {
+                    if let target = stopAt.withLock({ $0 }), lastID.load(ordering: .relaxed) >= target { return }
+                    let event: ServerSentEvent?
+                    do {
+                        event = try stream.next(timeout: .milliseconds(200))
+                    } catch ClientError.timedOut {
+                        continue
+                    } catch {
+                        audit.problem("events", "the event stream failed: \(error)")
+                        return
+                    }
+                    guard let event else { audit.problem("events", "the event stream ended without lagged"); return }
+                    if event.event == "lagged" {
+                        resumes += 1
+                        self.resumes.store(resumes, ordering: .relaxed)
+                        guard resumes <= 1_000 else { audit.problem("events", "cut off as lagged 1,000 times"); return }
+                        break reading
+                    }
+                    if let id = event.id {
+                        let previous = lastID.load(ordering: .relaxed)
+                        if id <= previous { audit.problem("events", "event \(id) after event \(previous): not in id order or repeated") }
+                        lastID.store(id, ordering: .relaxed)
+                    }
+                    count.add(1, ordering: .relaxed)
+                    audit.check(event: event)
+                }
             }
         }.start()
     }
