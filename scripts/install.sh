@@ -81,7 +81,13 @@ do_install() {
     chmod 0644 "$unitdir/itb-bridged.service.tmp"
     mv "$unitdir/itb-bridged.service.tmp" "$unitdir/itb-bridged.service"
     install -m 0644 "$root/systemd/itb-bridge.sysusers" "$sysusersdir/itb-bridge.conf"
-    install -m 0644 "$root/udev-rules/60-itb-programmer.rules" "$udevdir/60-itb-programmer.rules"
+    # The site's own adapter ids are set in one place, the config's `match` lines; the udev rule
+    # is made from them (each install), so the rule and the daemon cannot disagree.
+    local matches
+    matches="$(site_matches)"
+    udev_rule "$matches" > "$udevdir/60-itb-programmer.rules.tmp"
+    chmod 0644 "$udevdir/60-itb-programmer.rules.tmp"
+    mv "$udevdir/60-itb-programmer.rules.tmp" "$udevdir/60-itb-programmer.rules"
     install -m 0644 "$root/README.md" "$docdir/README.md"
     install -m 0644 "$root/systemd/itb-bridged.conf" "$docdir/itb-bridged.conf"
     if [ -e "$config" ]; then
@@ -90,6 +96,11 @@ do_install() {
         install -m 0644 "$root/systemd/itb-bridged.conf" "$config"
     fi
 
+    if [ -z "$matches" ]; then
+        warn_generic_adapter
+    else
+        echo "udev rule and daemon match this site's programmer adapters (match in $config): $(echo $matches)"
+    fi
     if live; then
         command -v systemd-sysusers >/dev/null && systemd-sysusers "$sysusersdir/itb-bridge.conf"
         if command -v udevadm >/dev/null && [ -S /run/udev/control ]; then
@@ -101,6 +112,57 @@ do_install() {
     else
         echo "installed into $DESTDIR"
     fi
+}
+
+# site_matches: the `match = VVVV:PPPP[:SERIAL]` lines set (not commented out) in the config, one
+# per line; nothing when the config keeps the default. Exits on a malformed one.
+site_matches() {
+    [ -e "$config" ] || return 0
+    local value
+    while IFS= read -r value; do
+        if ! printf '%s\n' "$value" | grep -Eq '^[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}(:[^[:space:]:"]+)?$'; then
+            echo "install.sh: $config: match = $value is not VVVV:PPPP or VVVV:PPPP:SERIAL (hex USB ids); check it with itb-bridged --check-config" >&2
+            exit 1
+        fi
+        printf '%s\n' "$value"
+    done < <(sed -n -E 's/^[[:space:]]*match[[:space:]]*=[[:space:]]*([^#[:space:]]*).*$/\1/p' "$config")
+}
+
+# udev_rule MATCHES: the shipped rule, its USB id test replaced by one for each site match.
+udev_rule() {
+    local rules="$root/udev-rules/60-itb-programmer.rules"
+    if [ -z "$1" ]; then
+        cat "$rules"
+        return
+    fi
+    local vendor product serial
+    awk '/^ATTRS\{idVendor\}!=/ { exit } { print }' "$rules"
+    echo "# Made by scripts/install.sh from the match lines of $SYSCONFDIR/itb-bridge/itb-bridged.conf:"
+    while IFS=: read -r vendor product serial; do
+        vendor="$(printf '%04s' "$vendor" | tr ' A-F' '0a-f')"
+        product="$(printf '%04s' "$product" | tr ' A-F' '0a-f')"
+        local narrow=""
+        [ -n "$serial" ] && narrow=", ATTRS{serial}==\"$serial\""
+        printf 'ATTRS{idVendor}=="%s", ATTRS{idProduct}=="%s"%s, GOTO="itb_programmer_match"\n' "$vendor" "$product" "$narrow"
+    done <<<"$1"
+    echo 'GOTO="itb_programmer_end"'
+    echo 'LABEL="itb_programmer_match"'
+    awk 'found { print } /^ATTRS\{idProduct\}!=/ { found = 1 }' "$rules"
+}
+
+# warn_generic_adapter: the default matches any FT232R, not only programmers: say so, loudly.
+warn_generic_adapter() {
+    cat >&2 <<WARN
+
+  WARNING: the udev rule and the daemon match the generic FTDI FT232R adapter (0403:6001), the
+  shipped default. Every FT232R in the clinic (a label printer, a scale, a lab instrument) will be
+  claimed by itb-bridged, made unusable by others, and sent HOST_HEARTBEAT frames.
+  Set your programmer adapter's ids, best with its serial number, in $config:
+      match = 0403:6001:A1B2C3D4      (VVVV:PPPP:SERIAL; find them with lsusb or
+                                       udevadm info --query=property --name=/dev/ttyUSB0)
+  then run this install again: it makes the udev rule from those lines.
+
+WARN
 }
 
 do_uninstall() {

@@ -57,6 +57,9 @@ public struct BridgeConfiguration: Sendable, Hashable {
     public var captureDirectory: String?
     /// Rotate a capture file when it reaches this size.
     public var captureRotateBytes: Int = 64 << 20
+    /// The bound on all capture files in ``captureDirectory`` together: at each rotation the
+    /// oldest are deleted until they fit (0: no bound).
+    public var captureMaxTotalBytes: Int = 1 << 30
 
     /// The defaults.
     public init() {}

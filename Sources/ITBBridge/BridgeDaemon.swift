@@ -45,6 +45,10 @@ public struct BridgeDaemon: Service {
     public static let connectionIdleTimeout: TimeAmount = .seconds(10)
 
     public func run() async throws {
+        // One daemon per state directory, taken before the journal is opened and held until the
+        // daemon stops (the kernel drops it if the process dies).
+        let lock = try StateDirectoryLock(directory: configuration.stateDirectory)
+        defer { lock.release() }
         let journal = try Journal(directory: configuration.stateDirectory)
         let nowMs: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
         do {
@@ -82,7 +86,15 @@ public struct BridgeDaemon: Service {
         groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
         let group = ServiceGroup(configuration: groupConfiguration)
         defer { socket.remove() }
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as IOError where error.description.hasPrefix("bind(") || error.description.contains("listen(") {
+            // NIO's own words (`bind(descriptor:ptr:bytes:): No such file or directory) (errno: 2)`)
+            // name neither the path nor what to do.
+            throw SocketListenError(path: socket.path, temporaryPath: socket.temporaryPath, errno: error.errnoCode)
+        } catch SocketAddressError.unixDomainSocketPathTooLong {
+            throw SocketListenError(path: socket.path, temporaryPath: socket.temporaryPath, errno: ENAMETOOLONG)
+        }
         logger.notice("shutting down: API socket removed, journal closed")
     }
 }
@@ -192,3 +204,27 @@ struct Ticker: Service {
         core.hub.close()
     }
 }
+
+/// The API socket could not be bound or listened on: which path, why, and what to do.
+public struct SocketListenError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The socket's public path.
+    public var path: String
+    /// The temporary name actually bound (beside it).
+    public var temporaryPath: String
+    /// The system's error number.
+    public var errno: Int32
+
+    public var description: String {
+        let directory = (path as NSString).deletingLastPathComponent
+        let hint: String = switch errno {
+        case ENOENT, ENOTDIR: "the directory \(directory) does not exist (or stopped existing); create it, or choose another --socket"
+        case EACCES, EPERM: "this user may not create files in \(directory); run as the daemon's user (itb-bridge), or choose another --socket"
+        case EADDRINUSE: "something else is already at \(temporaryPath); remove it"
+        case EROFS: "\(directory) is on a read-only file system; choose another --socket"
+        case ENAMETOOLONG: "the path is too long for a Unix socket (at most 107 bytes, with the temporary name's suffix); choose a shorter --socket"
+        default: "choose another --socket, or check \(directory)"
+        }
+        return "cannot listen on the API socket \(path): \(String(cString: strerror(errno))) (errno \(errno)); \(hint)"
+    }
+}
+

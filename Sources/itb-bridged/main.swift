@@ -12,7 +12,10 @@ struct ITBBridged: AsyncParsableCommand {
         commandName: "itb-bridged",
         abstract: "Bridge ITB pump programmer telemetry to a JSON API on a Unix socket (read-only towards therapy).",
         discussion: """
-            Settings come from the config file (--config), then from these flags, which win.
+            Settings come from the config file (--config), then from these flags, which win. \
+            `itb-bridged --check-config FILE` reports every problem in a config file, with its line \
+            number, without starting the daemon.
+
             The API is HTTP/1.1 + JSON on the Unix socket: try
               curl --unix-socket /run/itb-bridge/api.sock http://localhost/v1/health
             """,
@@ -36,6 +39,9 @@ struct ITBBridged: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Config file (key = value lines; see systemd/itb-bridged.conf).", valueName: "file"))
     var config: String?
 
+    @Option(name: .customLong("check-config"), help: ArgumentHelp("Check this config file and exit: every problem is reported with its line number; exit status 1 if there is one, 0 if none. The daemon is not started.", valueName: "file"))
+    var checkConfig: String?
+
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String?
 
@@ -55,6 +61,9 @@ struct ITBBridged: AsyncParsableCommand {
     var captureDirectory: String?
 
     mutating func run() async throws {
+        if let checkConfig {
+            throw ExitCode(Self.check(configFile: checkConfig))
+        }
         var configuration = BridgeConfiguration()
         if let config {
             let text: String
@@ -139,6 +148,30 @@ struct ITBBridged: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.notice("itb-bridged stopped")
+    }
+}
+
+extension ITBBridged {
+    /// `--check-config FILE`: prints every problem as `FILE:LINE: message` on stderr (or that
+    /// there is none, on stdout); returns the exit status, 1 when there is a problem.
+    static func check(configFile path: String) -> Int32 {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("itb-bridged: cannot read the config file \(path): \(error.localizedDescription)\n".utf8))
+            return 1
+        }
+        let (_, problems) = ConfigurationFile.check(text)
+        for problem in problems {
+            FileHandle.standardError.write(Data("\(path):\(problem.line): \(problem.message)\n".utf8))
+        }
+        if problems.isEmpty {
+            print("\(path): no problems found")
+            return 0
+        }
+        FileHandle.standardError.write(Data("itb-bridged: \(problems.count) problem\(problems.count == 1 ? "" : "s") in \(path)\n".utf8))
+        return 1
     }
 }
 

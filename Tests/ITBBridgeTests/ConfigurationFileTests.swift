@@ -327,4 +327,20 @@ struct ConfigurationFileTests {
             """)
         #expect(error?.line == 2)
     }
+
+    @Test("check reads the whole file and returns every problem in line order, keeping the lines that are right")
+    func checkReportsEveryProblem() {
+        let (configuration, problems) = ConfigurationFile.check("""
+            log_level = debug
+            baud_rate = 7
+            nonsense
+            retention_days = 30
+            match = zz:yy
+            """)
+        #expect(problems.map(\.line) == [2, 3, 5])
+        #expect(problems.first?.message == "baud_rate: unsupported baud rate 7")
+        #expect(configuration.logLevel == "debug")
+        #expect(configuration.retentionDays == 30)
+        #expect(ConfigurationFile.check("log_level = info\n").1.isEmpty)
+    }
 }

@@ -116,4 +116,36 @@ struct InstallScriptTests {
         #expect(missing.output.contains("set ITB_BIN_DIR"))
         #expect(access(scratch.path + "/root/usr/bin/itb-bridged", F_OK) != 0)
     }
+
+    @Test("with the default USB ids install warns loudly that any FT232R will be claimed; with the site's match lines in the config the udev rule is made from them")
+    func siteAdapterIDsInOnePlace() throws {
+        let scratch = try ScratchDirectory("install-usb")
+        defer { scratch.remove() }
+        chmod(scratch.path, 0o777)
+        let plain = scratch.path + "/plain"
+        let warned = try Self.install("install", destdir: plain, prefix: "/usr")
+        #expect(warned.status == 0, "\(warned.output)")
+        #expect(warned.output.contains("WARNING") && warned.output.contains("0403:6001") && warned.output.contains("label printer"), "\(warned.output)")
+        let shipped = try String(contentsOfFile: repositoryRoot + "/udev-rules/60-itb-programmer.rules", encoding: .utf8)
+        #expect(try String(contentsOfFile: plain + "/usr/lib/udev/rules.d/60-itb-programmer.rules", encoding: .utf8) == shipped)
+
+        let site = scratch.path + "/site"
+        try FileManager.default.createDirectory(atPath: site + "/etc/itb-bridge", withIntermediateDirectories: true)
+        try "# our programmers\nmatch = 1A86:7523:PGM0042\nmatch = 0403:6015\n#match = 0403:6001\n"
+            .write(toFile: site + "/etc/itb-bridge/itb-bridged.conf", atomically: true, encoding: .utf8)
+        chmod(site, 0o777)
+        chmod(site + "/etc", 0o777)
+        chmod(site + "/etc/itb-bridge", 0o777)
+        chmod(site + "/etc/itb-bridge/itb-bridged.conf", 0o666)
+        let matched = try Self.install("install", destdir: site, prefix: "/usr")
+        #expect(matched.status == 0, "\(matched.output)")
+        #expect(!matched.output.contains("WARNING"), "\(matched.output)")
+        let rule = try String(contentsOfFile: site + "/usr/lib/udev/rules.d/60-itb-programmer.rules", encoding: .utf8)
+        #expect(rule.contains(#"ATTRS{idVendor}=="1a86", ATTRS{idProduct}=="7523", ATTRS{serial}=="PGM0042", GOTO="itb_programmer_match""#), "\(rule)")
+        #expect(rule.contains(#"ATTRS{idVendor}=="0403", ATTRS{idProduct}=="6015", GOTO="itb_programmer_match""#), "\(rule)")
+        #expect(!rule.contains(#"ATTRS{idProduct}!="6001""#), "the generic default is gone: \(rule)")
+        // The daemon reads the same lines.
+        let configuration = try ConfigurationFile.parse(try String(contentsOfFile: site + "/etc/itb-bridge/itb-bridged.conf", encoding: .utf8))
+        #expect(configuration.matchRules.map(\.description) == ["1a86:7523:PGM0042", "0403:6015"])
+    }
 }

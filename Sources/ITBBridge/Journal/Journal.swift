@@ -1,5 +1,8 @@
 import Foundation
 public import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// The bridge's durable record: SQLite through GRDB in WAL mode. Everything the API publishes is
@@ -39,11 +42,12 @@ public final class Journal: Sendable {
     /// Opens (creating and migrating as needed) `journal.sqlite` in `directory`.
     public init(directory: String) throws(JournalError) {
         path = directory.hasSuffix("/") ? directory + "journal.sqlite" : directory + "/journal.sqlite"
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        do throws(StateDirectoryLockError) {
+            try StateDirectoryLock.createDirectory(directory)
         } catch {
-            throw .cannotOpen(path: directory, reason: "cannot create the state directory: \(error.localizedDescription)")
+            throw .cannotOpen(path: directory, reason: "\(error)")
         }
+        try Self.restrictFileModes(path)
         var config = Configuration()
         config.label = "itb-journal"
         config.busyMode = .timeout(5)
@@ -61,6 +65,25 @@ public final class Journal: Sendable {
             }
         } catch {
             throw .cannotOpen(path: path, reason: "\(error)")
+        }
+    }
+
+    /// The journal's files are readable by the daemon's user only (0600): they hold patients'
+    /// alarm history, and an operator may copy them out of the 0700 state directory. The database
+    /// file is created 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files the
+    /// database file's mode); files an older version left wider are narrowed.
+    static func restrictFileModes(_ path: String) throws(JournalError) {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        if fstat(fd, &info) == 0, info.st_mode & 0o077 != 0 {
+            guard fchmod(fd, 0o600) == 0 else {
+                throw .cannotOpen(path: path, reason: "cannot make it private (chmod 0600): \(String(cString: strerror(errno)))")
+            }
+        }
+        for suffix in ["-wal", "-shm", "-journal"] where stat(path + suffix, &info) == 0 && info.st_mode & 0o077 != 0 {
+            _ = chmod(path + suffix, 0o600)
         }
     }
 
@@ -159,6 +182,35 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Writes a consistent copy of the journal to `destination`, a file that must not exist yet
+    /// (created 0600), while the daemon keeps running: SQLite's online backup, reading one
+    /// snapshot (a read transaction in WAL mode does not hold up the writer, so alarms keep being
+    /// stored and acknowledged meanwhile; what is committed after the snapshot is not in the copy).
+    /// The copy is a complete journal: put it in place of `journal.sqlite` (daemon stopped) to
+    /// restore it. Runs on a thread of its own, not the caller's.
+    public func backup(to destination: String) async throws(JournalError) {
+        let fd = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw .backupFailed("cannot create \(destination): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        let pool = self.pool
+        let result: Result<Void, any Error> = await withCheckedContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(returning: Result {
+                    let copy = try DatabaseQueue(path: destination)
+                    try pool.backup(to: copy)
+                    try copy.close()
+                })
+            }
+            thread.start()
+        }
+        if case .failure(let error) = result {
+            unlink(destination)
+            throw .backupFailed("\(error)")
+        }
+    }
+
     /// True when the database answers a trivial query and accepts a write transaction.
     public func healthCheck() async -> Bool {
         do {
@@ -228,12 +280,15 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
     case writeFailed(String)
     /// A read failed.
     case readFailed(String)
+    /// A backup copy could not be made; nothing was left behind.
+    case backupFailed(String)
 
     public var description: String {
         switch self {
         case .cannotOpen(let path, let reason): "cannot open the journal at \(path): \(reason)"
         case .writeFailed(let reason): "journal write failed, nothing stored: \(reason)"
         case .readFailed(let reason): "journal read failed: \(reason)"
+        case .backupFailed(let reason): "journal backup failed: \(reason)"
         }
     }
 }
