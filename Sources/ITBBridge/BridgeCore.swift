@@ -108,13 +108,14 @@ public final class BridgeCore: Sendable {
 
     /// Acknowledges an alarm for `uid`, and publishes the change. Nothing is sent to any
     /// programmer or pump.
-    public func acknowledgeNow(alarm id: Int64, uid: Int64) throws(JournalError) -> AcknowledgeOutcome {
+    public func acknowledgeNow(alarm id: Int64, uid: Int64, userName: String? = nil, note: String? = nil) throws(JournalError) -> AcknowledgeOutcome {
         try owned.withLock { (_: inout Owned) throws(JournalError) -> AcknowledgeOutcome in
-            let outcome = try journal.acknowledgeNow(alarm: id, uid: uid, nowMs: now())
+            let outcome = try journal.acknowledgeNow(alarm: id, uid: uid, userName: userName, note: note, nowMs: now())
             if case .acknowledged(let record, let event) = outcome {
                 hub.publish(PublishedEvent(event))
                 logger.notice("alarm acknowledged", metadata: ["device": "\(record.device)", "alarm": "\(record.id)",
-                                                              "alarm_code": "\(record.code)", "uid": "\(uid)"])
+                                                              "alarm_code": "\(record.code)", "uid": "\(uid)",
+                                                              "user": "\(userName ?? "")"])
             }
             return outcome
         }
@@ -228,9 +229,9 @@ public final class BridgeCore: Sendable {
         await offloaded { self.tickNow() }
     }
 
-    /// ``acknowledgeNow(alarm:uid:)`` for an async caller.
-    public func acknowledge(alarm id: Int64, uid: Int64) async throws(JournalError) -> AcknowledgeOutcome {
-        try await offloaded { () throws(JournalError) in try self.acknowledgeNow(alarm: id, uid: uid) }
+    /// ``acknowledgeNow(alarm:uid:userName:note:)`` for an async caller.
+    public func acknowledge(alarm id: Int64, uid: Int64, userName: String? = nil, note: String? = nil) async throws(JournalError) -> AcknowledgeOutcome {
+        try await offloaded { () throws(JournalError) in try self.acknowledgeNow(alarm: id, uid: uid, userName: userName, note: note) }
     }
 
     // MARK: reads of the rules' state

@@ -77,61 +77,6 @@ public enum ConfigurationFile {
             case "no", "false", "off": config.discovery = false
             default: throw fail("expected yes or no")
             }
-<<<<<<< HEAD
-            switch key {
-            case "device":
-                if !devicesSeen { config.devices = []; devicesSeen = true }
-                guard value.hasPrefix("/") else { throw fail("expected an absolute device path") }
-                config.devices.append(value)
-            case "discovery":
-                switch value {
-                case "yes", "true", "on": config.discovery = true
-                case "no", "false", "off": config.discovery = false
-                default: throw fail("expected yes or no")
-                }
-            case "match":
-                if !matchSeen { config.matchRules = []; matchSeen = true }
-                guard let rule = USBMatchRule(parsing: value) else { throw fail("expected VVVV:PPPP or VVVV:PPPP:SERIAL (hex USB ids)") }
-                config.matchRules.append(rule)
-            case "baud_rate":
-                let rate = try integer()
-                guard SerialConfiguration.supportedBaudRates.contains(rate) else { throw fail("unsupported baud rate \(rate)") }
-                config.serial.baudRate = rate
-            case "flow_control":
-                guard let flow = SerialConfiguration.FlowControl(rawValue: value) else { throw fail("expected none or rts-cts") }
-                config.serial.flowControl = flow
-            case "socket": config.socketPath = value
-            case "socket_mode":
-                guard let mode = UInt32(value, radix: 8), mode <= 0o777 else { throw fail("expected an octal mode such as 0660") }
-                config.socketMode = mode
-            case "socket_group": config.socketGroup = value.isEmpty ? nil : value
-            case "state_dir": config.stateDirectory = value
-            case "log_level":
-                guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
-                    throw fail("expected trace, debug, info, notice, warning, error or critical")
-                }
-                config.logLevel = value
-            case "stale_after_s": config.staleAfter = try seconds()
-            case "heartbeat_interval_s": config.heartbeatInterval = try seconds()
-            case "refill_margin_days": config.refillMarginDays = try number()
-            case "stability_limit_days": config.stabilityLimitDays = try number()
-            case "refill_due_soon_days": config.refillDueSoonDays = try number()
-            case "stability_warning_days": config.stabilityWarningDays = try number()
-            case "refill_discrepancy_bound": config.refillDiscrepancyBound = try number()
-            case "refill_discrepancy_ul_small_pump": config.refillDiscrepancyBoundSmallPumpUL = Int64(try integer())
-            case "refill_discrepancy_ul_large_pump": config.refillDiscrepancyBoundLargePumpUL = Int64(try integer())
-            case "clock_drift_bound_s": config.clockDriftBound = try seconds()
-            case "retention_days": config.retentionDays = try integer()
-            case "subscriber_buffer_events":
-                let n = try integer()
-                guard n >= 16 else { throw fail("must be at least 16") }
-                config.subscriberBufferEvents = n
-            case "max_request_body_bytes": config.maxRequestBodyBytes = try integer()
-            case "capture_dir": config.captureDirectory = value.isEmpty ? nil : value
-            case "capture_rotate_bytes": config.captureRotateBytes = try integer()
-            default:
-                throw ParseError(line: lineNumber, message: "unknown setting `\(key)`")
-=======
         case "match":
             if !matchSeen { config.matchRules = []; matchSeen = true }
             guard let rule = USBMatchRule(parsing: value) else { throw fail("expected VVVV:PPPP or VVVV:PPPP:SERIAL (hex USB ids)") }
@@ -152,7 +97,6 @@ public enum ConfigurationFile {
         case "log_level":
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw fail("expected trace, debug, info, notice, warning, error or critical")
->>>>>>> Operator (issue 15): one daemon per state directory (flock on itb-bridged.lock, holder's pid written; the second exits 1 naming the directory and the pid, before touching the journal or a socket); journal files created 0600 (older ones narrowed) and the state directory 0700; itb-bridged --check-config FILE reports every problem with its line number (exit 1 if any); a socket the daemon cannot bind names the path, the reason and the remedy; capture_max_total_bytes (default 1 GiB) bounds capture_dir; install.sh warns loudly about the generic FT232R default and makes the udev rule from the config's match lines (one place for the site's ids); Journal.backup (SQLite online backup of one snapshot)
             }
             config.logLevel = value
         case "stale_after_s": config.staleAfter = try seconds()
@@ -162,6 +106,8 @@ public enum ConfigurationFile {
         case "refill_due_soon_days": config.refillDueSoonDays = try number()
         case "stability_warning_days": config.stabilityWarningDays = try number()
         case "refill_discrepancy_bound": config.refillDiscrepancyBound = try number()
+        case "refill_discrepancy_ul_small_pump": config.refillDiscrepancyBoundSmallPumpUL = Int64(try integer())
+        case "refill_discrepancy_ul_large_pump": config.refillDiscrepancyBoundLargePumpUL = Int64(try integer())
         case "clock_drift_bound_s": config.clockDriftBound = try seconds()
         case "retention_days": config.retentionDays = try integer()
         case "subscriber_buffer_events":

@@ -193,6 +193,13 @@ struct EndToEndTests {
             #expect(replayedCodes == ["low_reservoir", "flow_fault", "low_reservoir"])
             #expect(Set(missed.compactMap { $0["event_id"] as? Int }).isSubset(of: Set(replayed.compactMap { $0.id.map(Int.init) })))
 
+            // The end of the replay is marked once, without an id (Last-Event-ID stays put).
+            let markerEvent = try await blocking { [stream] in try stream.next(timeout: Duration.seconds(10)) }
+            let marker = try #require(markerEvent)
+            #expect(marker.event == "caught_up")
+            #expect(marker.id == nil)
+            #expect(try JSONObject.parse(Array(marker.data.utf8))["last_event_id"] as? Int == replayed.last?.id.map { Int($0) })
+
             // Then live, with no repeat.
             _ = try await bridge.withProgrammer { try $0.raise(code: .memoryError, priority: .high, onsetTimeMs: nowMs()) }
             let liveEvent = try await blocking { [stream] in try stream.next(timeout: Duration.seconds(10)) }
@@ -337,7 +344,7 @@ struct OpenAPIDocumentTests {
     static let served: Set<String> = [
         "GET /v1/health", "GET /v1/devices", "GET /v1/devices/{id}", "GET /v1/devices/{id}/status",
         "GET /v1/devices/{id}/reservoir", "GET /v1/devices/{id}/program", "GET /v1/alarms", "GET /v1/alarms/{alarm}",
-        "POST /v1/alarms/{alarm}/acknowledge", "GET /v1/events", "GET /metrics", "GET /v1/openapi.json",
+        "POST /v1/alarms/{alarm}/acknowledge", "POST /v1/backup", "GET /v1/events", "GET /metrics", "GET /v1/openapi.json",
         "GET /v1/pumps", "GET /v1/pumps/{pump}", "GET /v1/pumps/{pump}/reservoir", "GET /v1/pumps/{pump}/refills",
         "GET /v1/pumps/{pump}/programs", "GET /v1/pumps/{pump}/sessions",
     ]

@@ -39,8 +39,12 @@ public struct BridgeQueries: Sendable {
         try await core.journal.events(after: after, device: device, pump: pump, types: types, limit: limit)
     }
     /// Alarms as `GET /v1/alarms` filters them.
-    public func alarms(active: Bool?, device: String?, pump: String? = nil, sinceEventID: Int64?, limit: Int) async throws(JournalError) -> [AlarmRecord] {
-        try await core.journal.alarms(active: active, device: device, pump: pump, sinceEventID: sinceEventID, limit: limit)
+    public func alarms(_ query: AlarmQuery) async throws(JournalError) -> [AlarmRecord] {
+        try await core.journal.alarms(query)
+    }
+    /// True when the journal holds an event or an alarm of programmer `device`.
+    public func hasRecords(device: String) async throws(JournalError) -> Bool {
+        try await core.journal.hasRecords(device: device)
     }
     /// The refill worklist (`GET /v1/pumps`).
     public func pumps(_ filter: PumpFilter, after cursor: PumpCursor?, limit: Int) async throws(JournalError) -> [PumpRecord] {
@@ -65,9 +69,10 @@ public struct BridgeQueries: Sendable {
     public func alarm(id: Int64) async throws(JournalError) -> (AlarmRecord, [AlarmTransitionRecord])? {
         try await core.journal.alarm(id: id)
     }
-    /// Acknowledges an alarm for `uid` (nothing is sent to any programmer or pump).
-    public func acknowledge(alarm id: Int64, uid: Int64) async throws(JournalError) -> AcknowledgeOutcome {
-        try await core.acknowledge(alarm: id, uid: uid)
+    /// Acknowledges an alarm for `uid`, whose user name now is `userName`, with an optional
+    /// `note` (nothing is sent to any programmer or pump).
+    public func acknowledge(alarm id: Int64, uid: Int64, userName: String? = nil, note: String? = nil) async throws(JournalError) -> AcknowledgeOutcome {
+        try await core.acknowledge(alarm: id, uid: uid, userName: userName, note: note)
     }
 
     /// Subscribes to live events (see ``EventHub/subscribe(_:onLagged:)``).

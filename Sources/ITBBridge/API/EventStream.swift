@@ -5,8 +5,9 @@ import NIOCore
 /// `GET /v1/events`: Server-Sent Events. Each event's `id:` is its journal event id. A client
 /// that reconnects with `Last-Event-ID` (header, or `last_event_id` query) first gets everything
 /// it missed from the journal, then live events, with no gap and no repeat: it subscribes before
-/// reading the journal and skips live events it already got from there. Once caught up, the
-/// stream is attached to the hub and fed on its connection's event loop (``SSEChannelSink``).
+/// reading the journal and skips live events it already got from there. Once the replay is done
+/// a resumed stream gets one `event: caught_up` (the end-of-replay marker, ``caughtUpEvent(lastEventID:)``).
+/// Once caught up, the stream is attached to the hub and fed on its connection's event loop (``SSEChannelSink``).
 enum EventStream {
     /// The event types a client may filter on.
     static let types: Set<String> = ["device", "status", "reservoir", "alarm", "program", "refill"]
@@ -24,10 +25,18 @@ enum EventStream {
             """)
     }
 
+    /// The end-of-replay marker: `event: caught_up` with the id of the last event replayed (the
+    /// client's resume point; 0 when nothing was replayed and none was given).
+    static func caughtUpEvent(lastEventID: Int64) -> ByteBuffer {
+        ByteBuffer(string: "event: caught_up\ndata: {\"last_event_id\":\(lastEventID)}\n\n")
+    }
+
     static func response(request: Request, context: BridgeRequestContext, core: BridgeQueries) async throws -> Response {
         let query = request.uri.queryParameters
         let device = query.get("device")
         let pump = query.get("pump")
+        // The same rule for an unknown id as /v1/alarms and /v1/devices/{id}: 404, not silence.
+        if let device { try await BridgeRoutes.requireKnownDevice(core, device) }
         if let pump, try await !BridgeRoutes.journalCall({ try await core.pumpExists(id: pump) }) { throw APIError.unknownPump(pump) }
         var typeFilter: Set<String>?
         if let list = query.get("types") {
@@ -76,6 +85,10 @@ enum EventStream {
                             if page.count < 1000 { break }
                         }
                         lastSent = cursor
+                        // The end of the replay, sent once on a resumed stream (also when there
+                        // was nothing to replay): what follows is live. No `id:` line, so the
+                        // client's Last-Event-ID stays that of the last real event.
+                        try await writer.write(caughtUpEvent(lastEventID: lastSent))
                     }
                     // Caught up: from now on the hub writes each event straight into this
                     // connection on its event loop (SSEChannelSink), after what is still queued.

@@ -20,6 +20,7 @@ public enum BridgeRoutes {
         let core = queries
         let router = Router(context: BridgeRequestContext.self)
         router.middlewares.add(JSONErrorMiddleware())
+        router.middlewares.add(StrictQueryMiddleware())
 
         router.get("/v1/health") { _, _ in
             let database = await core.journalAnswers()
@@ -100,17 +101,10 @@ public enum BridgeRoutes {
         }
 
         router.get("/v1/alarms") { request, _ in
-            let query = request.uri.queryParameters
-            let active: Bool? = try query.get("active").map { try boolean($0, "active") }
-            let since: Int64? = try query.get("since").map { value -> Int64 in
-                guard let n = Int64(value), n >= 0 else { throw APIError.badQuery("since", "an event id (a whole number ≥ 0)") }
-                return n
-            }
-            let limit = try limitParameter(query.get("limit"), default: 1000, maximum: 10_000)
-            let device = query.get("device")
-            let pump = query.get("pump")
-            if let pump, try await !journalCall({ try await core.pumpExists(id: pump) }) { throw APIError.unknownPump(pump) }
-            let alarms = try await journalCall { try await core.alarms(active: active, device: device, pump: pump, sinceEventID: since, limit: limit) }
+            let query = try alarmQuery(request.uri.queryParameters)
+            if let device = query.device { try await requireKnownDevice(core, device) }
+            if let pump = query.pump, try await !journalCall({ try await core.pumpExists(id: pump) }) { throw APIError.unknownPump(pump) }
+            let alarms = try await journalCall { try await core.alarms(query) }
             return json { json in
                 json.beginObject()
                 json.key("alarms")
@@ -146,17 +140,23 @@ public enum BridgeRoutes {
 
         router.post("/v1/alarms/:alarm/acknowledge") { request, context in
             let id = try alarmID(context)
-            // No body is needed; one that is sent must be small (and is otherwise ignored).
+            // No body is needed; one that is sent must be small, and may carry a note.
             let limit = core.configuration.maxRequestBodyBytes
+            let body: ByteBuffer
             do {
-                _ = try await request.body.collect(upTo: limit)
+                body = try await request.body.collect(upTo: limit)
             } catch let error as HTTPError where error.status == .contentTooLarge {
                 throw APIError(.contentTooLarge, "body_too_large", "request body too large (limit \(limit) bytes, max_request_body_bytes)")
             }
+            let acknowledgement = try AcknowledgementRequest(body: Array(buffer: body))
             guard let uid = await context.peerUID() else {
                 throw APIError(.forbidden, "no_peer_credentials", "acknowledging needs a Unix-socket client whose uid the kernel can tell")
             }
-            let outcome = try await journalCall { try await core.acknowledge(alarm: id, uid: Int64(uid)) }
+            // The uid is the identity; its user name now is kept beside it (accounts change).
+            let userName = UserNames.name(uid: uid)
+            let outcome = try await journalCall {
+                try await core.acknowledge(alarm: id, uid: Int64(uid), userName: userName, note: acknowledgement.note)
+            }
             switch outcome {
             case .notFound:
                 throw APIError(.notFound, "unknown_alarm", "no alarm with id \(id)")
@@ -165,6 +165,15 @@ public enum BridgeRoutes {
             case .acknowledged(let alarm, _), .alreadyAcknowledged(let alarm):
                 return json { alarm.writeJSON(into: &$0) }
             }
+        }
+
+        router.post("/v1/backup") { request, context in
+            _ = try await request.body.collect(upTo: context.maxUploadSize)
+            // Restricted like acknowledging: the kernel must vouch for who asks (and it is logged).
+            guard let uid = await context.peerUID() else {
+                throw APIError(.forbidden, "no_peer_credentials", "a backup needs a Unix-socket client whose uid the kernel can tell")
+            }
+            return try await JournalBackup.response(core: core, uid: uid)
         }
 
         router.get("/v1/events") { request, context in
@@ -201,8 +210,61 @@ public enum BridgeRoutes {
 
     static func knownDevice(_ core: BridgeQueries, _ context: BridgeRequestContext) async throws -> DeviceState {
         let id = try context.parameters.require("id")
-        guard let device = core.device(id) else { throw APIError.unknownDevice(id) }
+        guard let device = core.device(id) else {
+            if try await journalCall({ try await core.hasRecords(device: id) }) {
+                throw APIError(.notFound, "not_connected_since_start",
+                               "programmer \(id) has not connected since the bridge started; its alarms and events are in the journal "
+                               + "(GET /v1/alarms?device=\(id), GET /v1/events?device=\(id))")
+            }
+            throw APIError.unknownDevice(id)
+        }
         return device
+    }
+
+    /// The rule for an id in a filter (`device=` of `/v1/alarms` and `/v1/events`), the same as
+    /// in a path: a programmer the bridge has never seen (not since it started, and not in its
+    /// journal) is 404 `unknown_device`, never an empty list that reads as "no alarms".
+    static func requireKnownDevice(_ core: BridgeQueries, _ id: String) async throws {
+        if core.device(id) != nil { return }
+        if try await journalCall({ try await core.hasRecords(device: id) }) { return }
+        throw APIError.unknownDevice(id)
+    }
+
+    /// `GET /v1/alarms`'s query as an ``AlarmQuery``; a value out of its range is a 400 naming it.
+    static func alarmQuery(_ parameters: some Sequence<(key: Substring, value: Substring)>) throws -> AlarmQuery {
+        var query = AlarmQuery()
+        for (key, rawValue) in parameters {
+            let value = String(rawValue)
+            switch key {
+            case "active":
+                query.active = try boolean(value, "active")
+            case "since":
+                guard let n = Int64(value), n >= 0 else { throw APIError.badQuery("since", "an event id (a whole number ≥ 0)") }
+                query.sinceEventID = n
+            case "limit":
+                query.limit = try limitParameter(value, default: 1000, maximum: 10_000)
+            case "device":
+                query.device = value
+            case "pump":
+                query.pump = value
+            case "state":
+                let names = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                let states = names.compactMap(AlarmRecord.State.init(rawValue:))
+                guard !names.isEmpty, states.count == names.count else {
+                    throw APIError.badQuery("state", "active, acknowledged or ended, or a comma-separated list of them")
+                }
+                query.states = Set(states)
+            case "priority":
+                let names = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                guard !names.isEmpty, names.allSatisfy({ AlarmQuery.priorities.contains($0) }) else {
+                    throw APIError.badQuery("priority", AlarmQuery.priorities.joined(separator: ", ") + ", or a comma-separated list of them")
+                }
+                query.priorities = Set(names)
+            default:
+                break  // unknown names are refused before the route (StrictQueryMiddleware)
+            }
+        }
+        return query
     }
 
     static func alarmID(_ context: BridgeRequestContext) throws -> Int64 {
@@ -235,26 +297,46 @@ enum OpenAPIDocument {
     /// Each path template of the document (split into segments, `{name}` matching any one
     /// segment) with the methods it lists. The document is checked against the live routes by
     /// the test suite, so this is the routes' own list.
-    static let templates: [(segments: [String], methods: [String])] = {
+    static let templates: [(segments: [String], methods: [String], query: [String: Set<String>])] = {
         guard let bytes, let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
               let paths = object["paths"] as? [String: Any] else { return [] }
         let verbs = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
+        /// The names of the `in: query` parameters in a parameter list.
+        func queryNames(_ list: Any?) -> Set<String> {
+            Set((list as? [[String: Any]] ?? []).compactMap { $0["in"] as? String == "query" ? $0["name"] as? String : nil })
+        }
         return paths.compactMap { path, item in
             guard let operations = item as? [String: Any] else { return nil }
             let methods = verbs.filter { operations[$0] != nil }.map { $0.uppercased() }
-            return (path.split(separator: "/").map(String.init), methods)
+            let shared = queryNames(operations["parameters"])
+            var query: [String: Set<String>] = [:]
+            for verb in verbs {
+                guard let operation = operations[verb] as? [String: Any] else { continue }
+                query[verb.uppercased()] = shared.union(queryNames(operation["parameters"]))
+            }
+            return (path.split(separator: "/").map(String.init), methods, query)
         }
     }()
 
-    /// The methods served at `path` (a request path, not a template); empty when none is.
-    static func methods(servingPath path: String) -> [String] {
+    /// The template matching `path` (a request path, not a template), if any.
+    private static func template(matching path: String) -> (segments: [String], methods: [String], query: [String: Set<String>])? {
         let segments = path.split(separator: "/")
         for template in templates where template.segments.count == segments.count {
             let matches = zip(template.segments, segments).allSatisfy { pattern, segment in
                 (pattern.hasPrefix("{") && pattern.hasSuffix("}")) || pattern == segment
             }
-            if matches { return template.methods }
+            if matches { return template }
         }
-        return []
+        return nil
+    }
+
+    /// The methods served at `path` (a request path, not a template); empty when none is.
+    static func methods(servingPath path: String) -> [String] {
+        template(matching: path)?.methods ?? []
+    }
+
+    /// The query parameters `method` takes at `path`; nil when that method is not served there.
+    static func queryParameters(method: String, path: String) -> Set<String>? {
+        template(matching: path)?.query[method]
     }
 }

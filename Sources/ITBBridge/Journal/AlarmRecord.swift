@@ -48,6 +48,10 @@ public struct AlarmRecord: Hashable, Sendable {
     public var acknowledgedAtMs: Int64?
     /// Who acknowledged it (the peer's uid from `SO_PEERCRED`).
     public var acknowledgedByUID: Int64?
+    /// The user name that uid had when it acknowledged (nil when the uid had no account).
+    public var acknowledgedByUser: String?
+    /// The note given with the acknowledgement ("called patient"), if any.
+    public var acknowledgementNote: String?
     /// The event id of its last change.
     public var eventID: Int64
     /// Every `ALARM` message (raise and clear) stored for this condition, by the device's
@@ -72,6 +76,8 @@ public struct AlarmRecord: Hashable, Sendable {
         clearedAtMs = row["cleared_at_ms"]
         acknowledgedAtMs = row["acknowledged_at_ms"]
         acknowledgedByUID = row["acknowledged_by_uid"]
+        acknowledgedByUser = row["acknowledged_by_user"]
+        acknowledgementNote = row["acknowledgement_note"]
         eventID = row["event_id"]
         let ids: String = row["device_alarm_ids"] ?? ""
         deviceAlarmIDs = ids.split(separator: ",").compactMap { Int64($0) }
@@ -101,6 +107,8 @@ public struct AlarmRecord: Hashable, Sendable {
         json.key("cleared_at"); if let clearedAtMs { json.time(ms: clearedAtMs) } else { json.null() }
         json.key("acknowledged_at"); if let acknowledgedAtMs { json.time(ms: acknowledgedAtMs) } else { json.null() }
         json.key("acknowledged_by_uid"); if let acknowledgedByUID { json.int(acknowledgedByUID) } else { json.null() }
+        json.key("acknowledged_by_user"); if let acknowledgedByUser { json.string(acknowledgedByUser) } else { json.null() }
+        json.key("acknowledgement_note"); if let acknowledgementNote { json.string(acknowledgementNote) } else { json.null() }
         json.key("event_id"); json.int(eventID)
         json.endObject()
     }
@@ -253,15 +261,18 @@ extension Database {
         return try recordChange(alarm: open.id, transition: .ended, nowMs: nowMs, byUID: nil)
     }
 
-    /// Acknowledges an alarm on behalf of `uid`. Changes nothing on any pump.
-    func acknowledgeAlarm(id: Int64, uid: Int64, nowMs: Int64) throws -> AcknowledgeOutcome {
+    /// Acknowledges an alarm on behalf of `uid`, whose user name at this moment was `userName`,
+    /// with an optional `note`. Changes nothing on any pump.
+    func acknowledgeAlarm(id: Int64, uid: Int64, userName: String? = nil, note: String? = nil, nowMs: Int64) throws -> AcknowledgeOutcome {
         guard let alarm = try AlarmRecord.fetch(self, id: id) else { return .notFound }
         switch alarm.state {
         case .ended: return .alreadyEnded(alarm)
         case .acknowledged: return .alreadyAcknowledged(alarm)
         case .active:
-            try execute(sql: "UPDATE alarm SET state = 'acknowledged', acknowledged_at_ms = ?, acknowledged_by_uid = ? WHERE id = ?",
-                        arguments: [nowMs, uid, id])
+            try execute(sql: """
+                UPDATE alarm SET state = 'acknowledged', acknowledged_at_ms = ?, acknowledged_by_uid = ?,
+                                 acknowledged_by_user = ?, acknowledgement_note = ? WHERE id = ?
+                """, arguments: [nowMs, uid, userName, note, id])
             let (record, event) = try recordChange(alarm: id, transition: .acknowledged, nowMs: nowMs, byUID: uid)
             return .acknowledged(record, event: event)
         }

@@ -204,29 +204,16 @@ extension Database {
 }
 
 extension Journal {
-    /// Alarms, ordered by the event id of their last change, filtered as `GET /v1/alarms` asks.
+    /// Alarms, ordered by the event id of their last change, by the common filters (see
+    /// ``alarms(_:)`` for every filter).
     public func alarms(active: Bool?, device: String?, pump: String? = nil, sinceEventID: Int64?, limit: Int) async throws(JournalError) -> [AlarmRecord] {
-        try await read { db in
-            var clauses: [String] = []
-            var arguments: [any DatabaseValueConvertible] = []
-            if let active { clauses.append(active ? "state != 'ended'" : "state = 'ended'") }
-            if let device {
-                clauses.append("device = ?")
-                arguments.append(device)
-            }
-            if let pump {
-                clauses.append("pump = ?")
-                arguments.append(pump)
-            }
-            if let sinceEventID {
-                clauses.append("event_id > ?")
-                arguments.append(sinceEventID)
-            }
-            let filter = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            arguments.append(limit)
-            return try Row.fetchAll(db, sql: "SELECT * FROM alarm \(filter) ORDER BY event_id LIMIT ?",
-                                    arguments: StatementArguments(arguments)).map(AlarmRecord.init(row:))
-        }
+        var query = AlarmQuery()
+        query.active = active
+        query.device = device
+        query.pump = pump
+        query.sinceEventID = sinceEventID
+        query.limit = limit
+        return try await alarms(query)
     }
 
     /// One alarm with its transitions.
@@ -251,9 +238,10 @@ extension Journal {
         }
     }
 
-    /// Acknowledges an alarm for `uid` (see ``AcknowledgeOutcome``), on the calling thread.
-    func acknowledgeNow(alarm id: Int64, uid: Int64, nowMs: Int64) throws(JournalError) -> AcknowledgeOutcome {
-        try writeNow(.synchronous, events: 1) { db in try db.acknowledgeAlarm(id: id, uid: uid, nowMs: nowMs) }
+    /// Acknowledges an alarm for `uid` (whose user name then was `userName`, with an optional
+    /// `note`; see ``AcknowledgeOutcome``), on the calling thread.
+    func acknowledgeNow(alarm id: Int64, uid: Int64, userName: String? = nil, note: String? = nil, nowMs: Int64) throws(JournalError) -> AcknowledgeOutcome {
+        try writeNow(.synchronous, events: 1) { db in try db.acknowledgeAlarm(id: id, uid: uid, userName: userName, note: note, nowMs: nowMs) }
     }
 
     /// The number of alarm messages stored for a device (tests, diagnostics).

@@ -189,6 +189,15 @@ enum JournalSchema {
                 """)
             try JournalMigrationV3.attributeExistingRecords(db)
         }
+        migrator.registerMigration("v4-ack-note") { db in
+            // An acknowledgement keeps, besides the uid (the identity, from SO_PEERCRED), the user
+            // name that uid had at that moment (accounts are renamed and removed; the record must
+            // still say who) and the note the person gave ("called patient"); both optional.
+            try db.execute(sql: """
+                ALTER TABLE alarm ADD COLUMN acknowledged_by_user TEXT;
+                ALTER TABLE alarm ADD COLUMN acknowledgement_note TEXT;
+                """)
+        }
         return migrator
     }
 }
