@@ -166,7 +166,7 @@ let package = Package(
         .testTarget(
             name: "ITBBridgeTests",
             dependencies: [
-                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator", "ITBTestSupport", "ITBBridgeTestSupport",
+                "ITBBridge", "ITBProtocol", "ITBJSON", "ITBSerial", "ITBClient", "ITBSimulator", "ITBCapture", "ITBTestSupport", "ITBBridgeTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 // GRDB: the migration test counts the rows of a journal file as it is on disk.
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -25,6 +25,7 @@ public enum CaptureDecoding {
                               flushBytes: Int = 1 << 20, flush: ([UInt8]) throws -> Void) throws -> Summary {
         var device = FrameDecoder()
         var host = FrameDecoder()
+        var context = FrameDecoder()
         var json = JSONWriter(capacity: flushBytes + (64 << 10))
         let (kind, records) = try reader.read { record in
             switch record.direction {
@@ -32,6 +33,15 @@ public enum CaptureDecoding {
                 device.feed(record.data) { frame in
                     guard writeFrames else { return }
                     MessageJSON.writeFrame(frame, into: &json)
+                    json.endLine()
+                }
+            case .context:
+                // Whole frames the recorder knew before the file began: shown as such, and
+                // decoded apart so that they do not disturb the line's own stream.
+                context.resetStream()
+                context.feed(record.data) { frame in
+                    guard writeFrames else { return }
+                    MessageJSON.writeFrame(frame, direction: "context", into: &json)
                     json.endLine()
                 }
             case .hostToDevice:

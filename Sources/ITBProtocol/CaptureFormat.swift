@@ -20,6 +20,11 @@ public enum CaptureFormat {
         case deviceToHost = 0
         /// Host → programmer (ACKs, heartbeats).
         case hostToDevice = 1
+        /// Context: whole programmer → host frames the recorder had received before this file
+        /// began (the last `PROGRAMMER_INFO` and `PUMP_SESSION`), written first in a file that
+        /// starts mid-conversation so that the file can be decoded and replayed on its own. Not
+        /// carried on the line at this record's time.
+        case context = 2
     }
 
     /// The file header for a capture begun at `startTimeNs`.

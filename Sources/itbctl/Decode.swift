@@ -11,10 +11,11 @@ struct Decode: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Decode a capture (or a raw serial dump) to JSON lines, offline.",
         discussion: """
-            Writes one JSON object per accepted frame to stdout: `type` (lower snake case), `seq`,
-            `flags` and the decoded fields under the API's names. The decoder's counters go to
-            stderr at the end. Reads in constant memory; `-` reads standard input. A damaged
-            capture is read past the damage with a warning (exit 6 with --strict).
+            Writes one JSON object per accepted frame to stdout: `type` (lower snake case), `seq`, \
+            `flags` and the decoded fields under the API's names. The decoder's counters go to \
+            stderr at the end. Reads in constant memory; `-` reads standard input. A damaged \
+            capture is read past the damage with a warning (exit 6 with --strict). A file in which \
+            no frame is found (not a capture, not a dump of a programmer's line) is an error: exit 6.
             """)
 
     @Argument(help: "A .itbcap capture or a raw dump; - for standard input.")
@@ -76,6 +77,17 @@ struct Decode: ParsableCommand {
         summary.endObject()
         summary.endLine()
         FileOutput.standardError(summary.bytes)
+        let framesFound = summaryResult.deviceToHost.framesAccepted + (hostFrames ? summaryResult.hostToDevice.framesAccepted : 0)
+        if framesFound == 0 {
+            let what: String
+            if case .raw = kind {
+                what = "\(summaryResult.deviceToHost.bytesReceived) bytes"
+            } else {
+                what = "this capture (\(records.records) records)"
+            }
+            printError("decode: \(file): no frames found in \(what): it is not a capture of a programmer's line, nor a raw dump of one")
+            throw ExitCode(6)
+        }
         if !records.damage.isEmpty {
             printError("decode: warning: the capture is damaged at \(records.damage.count) place(s) (first at byte \(records.damage[0])); \(records.bytesSkipped) bytes skipped, everything after the damage was read")
             if strict { throw ExitCode(6) }

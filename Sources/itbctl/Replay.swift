@@ -9,11 +9,13 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Play a capture into a pseudo-terminal, for itb-bridged to read as it would a programmer.",
         discussion: """
-            Prints the pty path (and keeps --link pointing at it); start itb-bridged with
-            --device on that path. Replay begins once the daemon has opened the port (its first
-            HOST_HEARTBEAT), at real speed (--speed 1), N times faster, or --full-speed. What the
-            daemon sends back (ACKs, heartbeats) is read and counted, so the whole pipeline runs,
-            ACK path included. Closing the pty at the end is, to the daemon, an unplugged cable.
+            Prints the pty path (and keeps --link pointing at it); start itb-bridged with \
+            --device on that path. Replay begins once the daemon has opened the port (its first \
+            HOST_HEARTBEAT), at real speed (--speed 1), N times faster, or --full-speed. What the \
+            daemon sends back (ACKs, heartbeats) is read and counted, so the whole pipeline runs, \
+            ACK path included. Closing the pty at the end is, to the daemon, an unplugged cable. \
+            A capture that starts mid-stream is preceded by its first PROGRAMMER_INFO, so the \
+            daemon knows the programmer before any alarm; one with none at all is refused (exit 6).
             """)
 
     @Argument(help: "The .itbcap capture (or a raw dump) to play.")
@@ -39,6 +41,21 @@ struct Replay: ParsableCommand {
     }
 
     func run() throws {
+        // A replay never retransmits: the daemon must know the programmer before any alarm, or it
+        // would hold the alarm for a retransmission that never comes.
+        let identity: CaptureIdentity?
+        do {
+            identity = try CaptureIdentity.find(in: file)
+        } catch {
+            printError("replay: \(error)")
+            throw ExitCode(1)
+        }
+        guard let identity else {
+            printError("replay: \(file) has no PROGRAMMER_INFO, so itb-bridged could not identify the programmer and would not store "
+                       + "its alarms (a replay never retransmits them); replay it with `itb-bridged --no-discovery --replay \(file)` "
+                       + "instead, which keeps them under an unidentified programmer")
+            throw ExitCode(6)
+        }
         let pty: PseudoTerminal
         do {
             pty = try PseudoTerminal()
@@ -76,6 +93,12 @@ struct Replay: ParsableCommand {
             }
         }
 
+        if identity.framesBefore > 0 {
+            // The capture starts mid-stream: identify the programmer first, with its own frame.
+            printError("replay: the capture starts mid-stream; sending its first PROGRAMMER_INFO "
+                       + "(\(identity.info.programmerSerial)) before the \(identity.framesBefore) frame(s) that precede it")
+            try pty.write(identity.frame, timeout: .seconds(30))
+        }
         let reader = try CaptureFileReader(path: file)
         defer { reader.close() }
         var firstTimestamp: Int64?
@@ -85,8 +108,10 @@ struct Replay: ParsableCommand {
         let fullSpeed = self.fullSpeed
         let speed = self.speed
         let (_, damage) = try reader.read { record in
-            guard record.direction == .deviceToHost else { return }
-            if !fullSpeed, record.timestampNs > 0 {
+            // Context records (what the recorder knew before the file began) are whole frames:
+            // played first, without waiting.
+            guard record.direction != .hostToDevice else { return }
+            if !fullSpeed, record.direction == .deviceToHost, record.timestampNs > 0 {
                 let first = firstTimestamp ?? record.timestampNs
                 firstTimestamp = first
                 let due = started + .nanoseconds(Int64(Double(record.timestampNs - first) / speed))

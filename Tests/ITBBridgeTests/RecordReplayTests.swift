@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import ITBCapture
 import ITBProtocol
 import ITBSerial
 import ITBSimulator
@@ -77,6 +78,9 @@ struct RecordReplayTests {
         var encoder = FrameEncoder(firstSequence: 100)
         let now = nowMs()
         let messages: [Message] = (0..<60).map { i in
+            // A capture replays only when it says who the programmer is (itbctl replay refuses
+            // one without; see `replayNeedsAnIdentity`): this one starts with it.
+            if i == 0 { return .programmerInfo(testProgrammer) }
             switch i % 4 {
             case 0: .pumpStatus(PumpStatus(deviceTimeMs: now + Int64(i), dailyDoseUgX10: 4000, concentrationUgPerML: 2000, activeAlarmMask: 0,
                                            pumpState: .infusing, dosingMode: .simpleContinuous, linkQualityPct: UInt8(i)))
@@ -177,3 +181,170 @@ struct DaemonReplayTests {
         await bridge.shutdown()
     }
 }
+
+/// Writes a capture file holding `messages` as programmer → host records, one frame each.
+func writeCapture(_ path: String, _ messages: [Message], context: [Message] = []) throws {
+    let writer = try CaptureFileWriter(file: path)
+    var encoder = FrameEncoder(firstSequence: 10)
+    for message in context {
+        encoder.encode(message).withUnsafeBytes { writer.record(.context, $0) }
+    }
+    for message in messages {
+        encoder.encode(message).withUnsafeBytes { writer.record(.deviceToHost, $0) }
+    }
+    writer.close()
+    if let failure = writer.failure { throw HarnessError(failure) }
+}
+
+@Suite("Captures start with who the programmer is; a replay never drops an alarm for want of it")
+struct CaptureIdentityTests {
+    static let stall = Message.alarm(Alarm(onsetTimeMs: 1_700_000_000_000, alarmID: 41, code: .motorStall, priority: .high,
+                                           transition: .raised, detail: "stalled"))
+    static let status = Message.pumpStatus(PumpStatus(deviceTimeMs: 1_700_000_000_000, dailyDoseUgX10: 4000, concentrationUgPerML: 2000,
+                                                      activeAlarmMask: 0, pumpState: .infusing, dosingMode: .simpleContinuous, linkQualityPct: 90))
+
+    @Test("itbctl record makes the programmer announce itself, so the capture has PROGRAMMER_INFO before anything else; --passive writes nothing")
+    func recordAsksTheProgrammerWhoItIs() async throws {
+        let directory = try ScratchDirectory("record-identity")
+        defer { directory.remove() }
+        for passive in [false, true] {
+            let capture = directory.path + "/line-\(passive).itbcap"
+            let programmer = try ProgrammerEndpoint(info: testProgrammer)
+            defer { programmer.pty.close() }
+            let recorder = try ToolProcess(["record", "--device", programmer.pty.slavePath, "--out", capture, "--duration", "60"]
+                                           + (passive ? ["--passive"] : []))
+            #expect(try await blocking { recorder.waitForError(containing: "recording") }, "\(recorder.errorOutput)")
+            // Mid-conversation: the programmer's alarm comes first, then it serves the line (and
+            // announces itself when a host heartbeat says a host has started).
+            try await blocking {
+                try programmer.send(Self.stall)
+                _ = try programmer.service(until: { _ in false }, timeout: .milliseconds(2500))
+            }
+            kill(recorder.process.processIdentifier, SIGINT)
+            let (status, _, log) = try await blocking { recorder.finish() }
+            #expect(status == 0, "\(log)")
+            let (_, decoded, _) = try await blocking { try ToolProcess(["decode", "--host-frames", capture]).finish() }
+            let types = try String(decoding: decoded, as: UTF8.self).split(separator: "\n").map { try JSONObject.parse(Array($0.utf8)) }
+            let deviceTypes = types.filter { $0["direction"] == nil }.compactMap { $0["type"] as? String }
+            let hostTypes = types.filter { $0["direction"] as? String == "host_to_device" }.compactMap { $0["type"] as? String }
+            if passive {
+                #expect(hostTypes.isEmpty, "--passive writes nothing: \(hostTypes)")
+                #expect(!deviceTypes.contains("programmer_info"))
+                #expect(log.contains("has no PROGRAMMER_INFO"), "\(log)")
+            } else {
+                #expect(hostTypes.contains("host_heartbeat") && Set(hostTypes) == ["host_heartbeat"], "only heartbeats: \(hostTypes)")
+                #expect(deviceTypes.contains("programmer_info"), "\(deviceTypes)")
+                // The replay identifies the programmer first.
+                let identity = try #require(try CaptureIdentity.find(in: capture))
+                #expect(identity.info.programmerSerial == testProgrammer.programmerSerial)
+            }
+        }
+    }
+
+    @Test("a capture that starts mid-stream (an alarm before PROGRAMMER_INFO) replays through the daemon with the alarm stored under the programmer")
+    func midStreamReplayStoresTheAlarm() async throws {
+        let directory = try ScratchDirectory("mid-stream")
+        defer { directory.remove() }
+        let capture = directory.path + "/mid.itbcap"
+        try writeCapture(capture, [Self.stall, Self.status, .programmerInfo(testProgrammer), Self.status])
+        let bridge = try await BridgeHarness(name: "mid-stream-replay") {
+            $0.devices = []
+            $0.replayFiles = [capture]
+        }
+        do {
+            let alarms = try await bridge.waitFor("/v1/alarms?device=\(testProgrammer.programmerSerial)") {
+                (($0["alarms"] as? [[String: Any]]) ?? []).contains { $0["code"] as? String == "motor_stall" }
+            }
+            #expect((alarms["alarms"] as? [[String: Any]])?.first?["device_alarm_id"] as? Int == 41)
+        } catch {
+            await bridge.stop()
+            throw error
+        }
+        await bridge.stop()
+    }
+
+    @Test("a capture with no PROGRAMMER_INFO at all keeps its alarm under an unidentified programmer in the daemon, and itbctl replay refuses it")
+    func replayNeedsAnIdentity() async throws {
+        let directory = try ScratchDirectory("no-identity")
+        defer { directory.remove() }
+        let capture = directory.path + "/anonymous.itbcap"
+        try writeCapture(capture, [Self.status, Self.stall])
+        #expect(try CaptureIdentity.find(in: capture) == nil)
+        let bridge = try await BridgeHarness(name: "anonymous-replay") {
+            $0.devices = []
+            $0.replayFiles = [capture]
+        }
+        do {
+            let alarms = try await bridge.waitFor("/v1/alarms") {
+                (($0["alarms"] as? [[String: Any]]) ?? []).contains { $0["code"] as? String == "motor_stall" }
+            }
+            let stored = (alarms["alarms"] as? [[String: Any]])?.first { $0["code"] as? String == "motor_stall" }
+            #expect(stored?["device"] as? String == "unidentified:replay:\(capture)")
+        } catch {
+            await bridge.stop()
+            throw error
+        }
+        await bridge.stop()
+
+        let (status, _, log) = try await blocking { try ToolProcess(["replay", capture, "--wait-for-host", "1"]).finish() }
+        #expect(status == 6, "\(log)")
+        #expect(log.contains("has no PROGRAMMER_INFO"), "\(log)")
+    }
+
+    @Test("with capture_dir, a rotated capture file starts with what the bridge knew: the last PROGRAMMER_INFO and PUMP_SESSION, as context records")
+    func rotatedCapturesStartWithContext() async throws {
+        let directory = try ScratchDirectory("rotated-context")
+        defer { directory.remove() }
+        let captures = directory.path + "/captures"
+        let bridge = try await BridgeHarness(name: "rotated-context-daemon") {
+            $0.captureDirectory = captures
+            $0.captureRotateBytes = 2048
+        }
+        do {
+            try await bridge.connectProgrammer()
+            try await bridge.withProgrammer { p in
+                try p.send(.pumpSession(PumpSession(implantDateMs: 1_600_000_000_000, eriDateMs: 0, reservoirCapacityUL: 40_000, manufacturerCode: 1,
+                                                    event: .begin, batteryState: .ok, pumpModel: "SynchroMed-T", pumpSerial: "SN-77")))
+                for _ in 0..<120 {
+                    try p.send(Self.status)
+                    _ = try p.service(timeout: .zero)
+                    usleep(2000)
+                }
+            }
+            _ = try await bridge.waitFor("/v1/devices/\(testProgrammer.programmerSerial)") { ($0["pump_session"] as? [String: Any]) != nil }
+        } catch {
+            await bridge.stop()
+            throw error
+        }
+        await bridge.stop()
+        // Each file, in the order written (by the start time in its header), with its first two records.
+        var files: [(name: String, start: Int64, records: [(CaptureFormat.Direction, MessageType?)])] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: captures) where name.hasSuffix(".itbcap") {
+            let reader = try CaptureFileReader(path: captures + "/" + name)
+            defer { reader.close() }
+            var first: [(CaptureFormat.Direction, MessageType?)] = []
+            let (kind, _) = try reader.read { record in
+                guard first.count < 2 else { return }
+                var decoder = FrameDecoder()
+                var type: MessageType?
+                decoder.feed(record.data) { type = $0.type }
+                first.append((record.direction, type))
+            }
+            guard case .capture(let start) = kind else { throw HarnessError("\(name) is not a capture") }
+            files.append((name, start, first))
+        }
+        files.sort { $0.start < $1.start }
+        #expect(files.count >= 3, "\(files.map(\.name))")
+        // The first file began with the link: nothing known yet, no context.
+        #expect(files.first?.records.first?.0 != .context)
+        for file in files.dropFirst() {
+            #expect(file.records.first?.0 == .context && file.records.first?.1 == .programmerInfo, "\(file.name): \(file.records)")
+            // So each file replays on its own: it says who the programmer is before anything else.
+            #expect(try CaptureIdentity.find(in: captures + "/" + file.name)?.framesBefore == 0)
+        }
+        let last = try #require(files.last)
+        #expect(last.records.map(\.0) == [.context, .context], "\(last.name)")
+        #expect(last.records.map(\.1) == [.programmerInfo, .pumpSession], "\(last.name)")
+    }
+}
+

@@ -26,6 +26,9 @@ public final class DeviceSession: Sendable {
     /// runs there, one call at a time); the lock is uncontended and documents that.
     private let encoder = Mutex(FrameEncoder(firstSequence: 0))
     private let decoder = Mutex(FrameDecoder())
+    /// The last PROGRAMMER_INFO and PUMP_SESSION frames as received: a rotated capture's context.
+    /// Used only on the link's thread, like the decoder.
+    private let captureContext = Mutex<[[UInt8]?]>([nil, nil])
     private let capture: CaptureFileWriter?
     /// Set when the session is stopping: the link's last state change (closed by us) is not a
     /// lost link, and the session ends as `stopped` instead.
@@ -42,7 +45,8 @@ public final class DeviceSession: Sendable {
         if let directory = configuration.captureDirectory {
             let name = path.split(separator: "/").last.map(String.init) ?? "device"
             do {
-                capture = try CaptureFileWriter(directory: directory, prefix: name, rotateBytes: configuration.captureRotateBytes)
+                capture = try CaptureFileWriter(directory: directory, prefix: name, rotateBytes: configuration.captureRotateBytes,
+                                                maximumTotalBytes: configuration.captureMaxTotalBytes > 0 ? configuration.captureMaxTotalBytes : nil)
                 logger.notice("recording device traffic", metadata: ["path": "\(path)", "capture": "\(capture?.currentPath ?? "")"])
             } catch {
                 logger.error("cannot record device traffic", metadata: ["path": "\(path)", "error": "\(error)"])
@@ -78,6 +82,14 @@ public final class DeviceSession: Sendable {
                 var batch: [ReceivedMessage] = []
                 let counters = decoder.withLock { decoder in
                     decoder.feed(bytes) { frame in
+                        if let capture, frame.type == .programmerInfo || frame.type == .pumpSession {
+                            // What a rotated capture file starts with, so it replays on its own.
+                            let known = captureContext.withLock { known in
+                                known[frame.type == .programmerInfo ? 0 : 1] = Array(frame.bytes)
+                                return known.compactMap { $0 }
+                            }
+                            capture.setContext(known)
+                        }
                         if let message = Message(frame) {
                             batch.append(ReceivedMessage(message: message, sequence: frame.sequence,
                                                          retransmission: frame.isRetransmission, receivedAtMs: receivedAt))

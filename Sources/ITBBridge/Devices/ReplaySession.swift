@@ -19,6 +19,24 @@ public struct ReplaySession: Sendable {
         self.logger = logger
     }
 
+    /// The message that identifies the programmer before the replay begins, when the capture
+    /// needs one: its first `PROGRAMMER_INFO` when frames come before it, or, in a capture with
+    /// none, an identity without a serial, so that its messages are kept under
+    /// `unidentified:replay:<file>` rather than its alarms dropped. Nil when the capture starts
+    /// with its `PROGRAMMER_INFO`.
+    static func identity(of path: String, logger: Logger, now: () -> Int64) throws -> ReceivedMessage? {
+        if let found = try CaptureIdentity.find(in: path) {
+            guard found.framesBefore > 0 else { return nil }
+            logger.notice("replay: the capture starts mid-stream; identifying the programmer from its first PROGRAMMER_INFO first",
+                          metadata: ["capture": "\(path)", "device": "\(found.info.programmerSerial)", "frames_before": "\(found.framesBefore)"])
+            return ReceivedMessage(message: .programmerInfo(found.info), sequence: 0, retransmission: false, receivedAtMs: now())
+        }
+        logger.warning("replay: the capture has no PROGRAMMER_INFO; its messages are kept under an unidentified programmer",
+                       metadata: ["capture": "\(path)"])
+        let anonymous = ProgrammerInfo(bootID: 0, firmwareVersion: 0, protocolMinor: 0, programmerSerial: "", hardwareModel: "")
+        return ReceivedMessage(message: .programmerInfo(anonymous), sequence: 0, retransmission: false, receivedAtMs: now())
+    }
+
     /// Replays the whole file at full speed, then returns. The file is read and decoded on a
     /// worker thread that hands each batch straight to the core's step, so nothing queues up:
     /// reading waits for the core. A read error ends the replay with an error in the log.
@@ -32,18 +50,35 @@ public struct ReplaySession: Sendable {
             let now = core.now
             var messages = 0
             do {
+                // A replay never retransmits, so nothing may wait for an identity that comes
+                // later: the programmer is identified first (ReplaySession.identity).
+                var identity: ReceivedMessage? = try Self.identity(of: path, logger: logger, now: now)
                 let file = try CaptureFileReader(path: path)
                 defer { file.close() }
                 var decoder = FrameDecoder()
+                var context = FrameDecoder()
                 _ = try file.read { record in
-                    guard record.direction == .deviceToHost else { return }
+                    guard record.direction != .hostToDevice else { return }
                     let receivedAt = record.timestampNs > 0 ? record.timestampNs / 1_000_000 : now()
                     var batch: [ReceivedMessage] = []
-                    decoder.feed(record.data) { frame in
+                    if var first = identity {
+                        first.receivedAtMs = receivedAt
+                        batch.append(first)
+                        identity = nil
+                    }
+                    func take(_ frame: Frame) {
                         if let message = Message(frame) {
                             batch.append(ReceivedMessage(message: message, sequence: frame.sequence,
                                                          retransmission: frame.isRetransmission, receivedAtMs: receivedAt))
                         }
+                    }
+                    if record.direction == .context {
+                        // Whole frames the recorder knew before the file began, decoded apart
+                        // from the line's own stream (and its counters).
+                        context.resetStream()
+                        context.feed(record.data, take)
+                    } else {
+                        decoder.feed(record.data, take)
                     }
                     guard !batch.isEmpty else { return }
                     messages += batch.count
