@@ -38,7 +38,7 @@ final class Connection: Sendable {
             let code = errno
             Glibc.close(fd)
             switch code {
-            case ENOENT, ECONNREFUSED: throw .daemonNotRunning(socket: socketPath)
+            case ENOENT, ENOTDIR, ECONNREFUSED: throw .daemonNotRunning(socket: socketPath, reason: .diagnose(socket: socketPath))
             case EACCES, EPERM: throw .permissionDenied(socket: socketPath)
             default: throw .system(call: "connect", errno: code)
             }

@@ -84,8 +84,9 @@ public struct HTTPResponse: Sendable {
 
 /// Why a request failed, worded for the person at the terminal.
 public enum ClientError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// Nothing listens at the socket: the daemon is not running (or the path is wrong).
-    case daemonNotRunning(socket: String)
+    /// Nothing listens at the socket: the daemon is not running, or the path is wrong; `reason`
+    /// says which of the cases the path is in.
+    case daemonNotRunning(socket: String, reason: NotListeningReason)
     /// The socket exists but this user may not connect (not in the socket's group).
     case permissionDenied(socket: String)
     /// The daemon did not answer in time.
@@ -99,12 +100,70 @@ public enum ClientError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .daemonNotRunning(let socket): "itb-bridged is not running (nothing listens at \(socket)); start it with `systemctl start itb-bridged`, or pass --socket"
+        case .daemonNotRunning(let socket, let reason): reason.message(socket: socket)
         case .permissionDenied(let socket): "permission denied on \(socket): add your user to the socket's group (see README, Install)"
         case .timedOut(let socket): "itb-bridged did not answer in time on \(socket)"
         case .protocolError(let why): "unexpected answer from itb-bridged: \(why)"
         case .httpStatus(let status, let body): "itb-bridged answered \(status): \(body)"
         case .system(let call, let code): "\(call) failed: \(String(cString: strerror(code)))"
+        }
+    }
+}
+
+/// Why nothing answers at a socket path: each case has its own remedy, so each has its own words.
+public enum NotListeningReason: Hashable, Sendable {
+    /// The directory that should hold the socket does not exist (or a component is not a directory).
+    case missingDirectory(String)
+    /// The directory exists, the socket file does not.
+    case noSuchFile
+    /// Something other than a socket is at the path (a regular file, a directory).
+    case notASocket(kind: String)
+    /// A socket file nobody listens on: left by a daemon that stopped without removing it.
+    case staleSocket
+
+    /// Tells the cases apart by looking at the path after `connect()` failed with `ENOENT`,
+    /// `ENOTDIR` or `ECONNREFUSED`.
+    public static func diagnose(socket path: String) -> NotListeningReason {
+        var info = stat()
+        if stat(path, &info) == 0 {
+            switch info.st_mode & S_IFMT {
+            case S_IFSOCK: return .staleSocket
+            case S_IFDIR: return .notASocket(kind: "a directory")
+            case S_IFREG: return .notASocket(kind: "a regular file")
+            default: return .notASocket(kind: "a device or pipe")
+            }
+        }
+        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+            return .notASocket(kind: "a symbolic link to nothing")
+        }
+        let directory: String
+        if let slash = path.lastIndex(of: "/") {
+            directory = slash == path.startIndex ? "/" : String(path[..<slash])
+        } else {
+            directory = "."
+        }
+        var directoryInfo = stat()
+        if stat(directory, &directoryInfo) != 0 || directoryInfo.st_mode & S_IFMT != S_IFDIR {
+            return .missingDirectory(directory)
+        }
+        return .noSuchFile
+    }
+
+    /// The sentence for the person at the terminal.
+    public func message(socket: String) -> String {
+        switch self {
+        case .missingDirectory(let directory):
+            "itb-bridged is not running with this socket: the directory \(directory) does not exist (is the path right? "
+                + "pass --socket or set ITB_SOCKET; under systemd, `systemctl start itb-bridged` creates /run/itb-bridge)"
+        case .noSuchFile:
+            "itb-bridged is not running (no socket at \(socket)); start it with `systemctl start itb-bridged`, "
+                + "or pass --socket (or set ITB_SOCKET) if it uses another socket"
+        case .notASocket(let kind):
+            "\(socket) is not a socket but \(kind): that is not itb-bridged's API; pass the daemon's socket with --socket "
+                + "(default /run/itb-bridge/api.sock)"
+        case .staleSocket:
+            "itb-bridged is not running (nothing listens at \(socket): a stale socket left by a daemon that stopped); "
+                + "start it with `systemctl start itb-bridged`"
         }
     }
 }

@@ -4,12 +4,14 @@ import ArgumentParser
 struct Alarms: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "alarms",
-        abstract: "List alarms (pump's and bridge's), oldest change first.",
+        abstract: "List alarms (pump's and bridge's), by id.",
         discussion: """
-            STATE is active (nobody has acknowledged it), acknowledged (someone has; the \
-            condition is still present) or ended (it cleared). ACK BY is the uid that \
-            acknowledged it. Acknowledge with `itbctl ack ID`. `--json` prints GET /v1/alarms \
-            as the daemon answers it.
+            One row per alarm, in id order (the order they were raised). STATE is active \
+            (nobody has acknowledged it), acknowledged (someone has; the condition is still \
+            present) or ended (it cleared). ACK BY is the user who acknowledged it (the name the \
+            uid had then; the uid when it had none), NOTE the note given with `itbctl ack ID \
+            --note TEXT`. `--json` prints GET /v1/alarms as the daemon answers it (oldest change \
+            first, the order `--since` pages in).
             """)
 
     @OptionGroup var options: ClientOptions
@@ -19,6 +21,12 @@ struct Alarms: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Only this programmer's alarms.", valueName: "device"))
     var device: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only these priorities: high, medium, low, info, unknown (comma-separated).", valueName: "priority"))
+    var priority: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only these states: active, acknowledged, ended (comma-separated).", valueName: "state"))
+    var state: String?
 
     @Option(name: .long, help: ArgumentHelp("Only alarms whose last change has an event id above this.", valueName: "event-id"))
     var since: Int64?
@@ -34,7 +42,7 @@ struct Alarms: ParsableCommand {
     func run() throws {
         try reportingFailures {
             let path = pathWithQuery("/v1/alarms", [
-                ("active", active ? "true" : nil), ("device", device),
+                ("active", active ? "true" : nil), ("device", device), ("priority", priority), ("state", state),
                 ("since", since.map(String.init)), ("limit", limit.map(String.init)),
             ])
             let (reply, document) = try options.api.document(path)
@@ -47,10 +55,21 @@ struct Alarms: ParsableCommand {
                 printLine(active ? "No active alarms." : "No alarms.")
                 return
             }
-            var table = Table(["ID", "DEVICE", "SOURCE", "CODE", "PRIORITY", "STATE", "RAISED AT", "ACK BY (UID)"], rightAligned: [0, 7])
-            for alarm in alarms { table.append(Self.row(alarm)) }
+            var table = Table(["ID", "DEVICE", "SOURCE", "CODE", "PRIORITY", "STATE", "RAISED AT", "ACK BY", "NOTE"], rightAligned: [0])
+            for alarm in Self.sortedByID(alarms) { table.append(Self.row(alarm)) }
             printLine(table.render())
         }
+    }
+
+    /// Alarms in id order (the API lists them by last change, for paging with `since`).
+    static func sortedByID(_ alarms: [JSONValue]) -> [JSONValue] {
+        alarms.sorted { ($0["id"]?.int64 ?? 0) < ($1["id"]?.int64 ?? 0) }
+    }
+
+    /// Who acknowledged: the user name, else `uid N`; nil when nobody has.
+    static func acknowledgedBy(_ alarm: JSONValue) -> String? {
+        if let name = alarm["acknowledged_by_user"]?.string { return name }
+        return alarm["acknowledged_by_uid"]?.text.map { "uid \($0)" }
     }
 
     /// One alarm's row; unknown codes and priorities show their raw value.
@@ -61,7 +80,8 @@ struct Alarms: ParsableCommand {
         if let raw = alarm["priority_raw"]?.text { priority += "(\(raw))" }
         return [
             cell(alarm["id"]?.text), cell(alarm["device"]?.string), cell(alarm["source"]?.string), code, priority,
-            cell(alarm["state"]?.string), cell(alarm["raised_at"]?.string), cell(alarm["acknowledged_by_uid"]?.text),
+            cell(alarm["state"]?.string), cell(alarm["raised_at"]?.string), cell(acknowledgedBy(alarm)),
+            cell(alarm["acknowledgement_note"]?.string),
         ]
     }
 }

@@ -119,9 +119,10 @@ struct DaemonAPI {
     var client: UnixHTTPClient
 
     /// Sends one request; connection failures become exit codes 3, 4 or 1.
-    func send(_ method: String, _ path: String) throws(CommandFailure) -> Reply {
+    func send(_ method: String, _ path: String, body: String = "") throws(CommandFailure) -> Reply {
         do {
-            let response = try client.request(method, path)
+            let headers: [(String, String)] = body.isEmpty ? [] : [("Content-Type", "application/json")]
+            let response = try client.request(method, path, body: Array(body.utf8), headers: headers)
             var text = response.text
             while let last = text.last, last == "\n" || last == "\r" || last == " " { text.removeLast() }
             return Reply(status: response.status, text: text)

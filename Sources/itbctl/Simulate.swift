@@ -10,12 +10,12 @@ struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a simulated ITB programmer on a pseudo-terminal.",
         discussion: """
-            Prints the pty path and keeps a symbolic link to it at --link (re-pointed when the
-            simulated programmer is re-plugged); start itb-bridged with --device on the link.
-            Speaks the device side of protocol v1, minor revision 1: heartbeats, boot id, alarm
-            retransmission until acknowledged, PUMP_SESSION begin re-sent with PROGRAMMER_INFO.
-            Pump time runs --accel times faster than real time (86400: a day a second). Clinic
-            scenarios (clinic-day, clinic-week) interrogate pump after pump; --truth writes what
+            Prints the pty path and keeps a symbolic link to it at --link (re-pointed when the \
+            simulated programmer is re-plugged); start itb-bridged with --device on the link. \
+            Speaks the device side of protocol v1, minor revision 1: heartbeats, boot id, alarm \
+            retransmission until acknowledged, PUMP_SESSION begin re-sent with PROGRAMMER_INFO. \
+            Pump time runs --accel times faster than real time (86400: a day a second). Clinic \
+            scenarios (clinic-day, clinic-week) interrogate pump after pump; --truth writes what \
             each pump did as JSON, after each visit and when the simulator stops.
             """)
 
@@ -79,7 +79,11 @@ struct Simulate: ParsableCommand {
                 throw ValidationError("cannot load the scenario file \(scenario): \(error)")
             }
         } else {
-            throw ValidationError("no scenario named \(scenario); `itbctl simulate --list` shows them")
+            // Not the generic usage line: the person needs the names, not the options.
+            printError("simulate: unknown scenario '\(scenario)'; these exist: "
+                       + (Scenario.builtIn.map(\.name) + ClinicScenario.builtIn.map(\.name)).joined(separator: ", ")
+                       + " (or give a JSON scenario file: a path ending in .json)")
+            throw ExitCode.validationFailure
         }
         var options = self.options
         options.acceleration = playIn.map { chosen.durationDays * 86_400 / max($0, 0.1) } ?? accel ?? 3600

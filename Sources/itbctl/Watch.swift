@@ -112,6 +112,8 @@ struct Watch: ParsableCommand {
                         retryDelay = min(retryDelay * 2, Self.longestRetryDelay)
                         continue
                     }
+                    // The daemon's end-of-replay marker: a milestone for programs, not an event to print.
+                    if event.event == "caught_up" { continue }
                     if event.event == "lagged" {
                         let message = (try? JSONValue.parse(event.data))?["message"]?.string ?? event.data
                         printWarning("lagged: \(message); resuming after event \(lastID.map(String.init) ?? "none")")

@@ -104,7 +104,12 @@ struct ClientCommandTests {
             }
             #expect(try await alarmCount([]) == 3)
             #expect(try await alarmCount(["--active", "--device", device]) == 3)
-            #expect(try await alarmCount(["--device", "PGM-OTHER"]) == 0)
+            #expect(try await alarmCount(["--priority", "high"]) == 1)
+            #expect(try await alarmCount(["--state", "active", "--priority", "medium"]) == 2)
+            // A programmer the bridge has never seen: not found (exit 5), never "No alarms.".
+            let other = try await Itbctl.run(["alarms", "--device", "PGM-OTHER", "--socket", socket], directory: scratch)
+            #expect(other.status == 5, "\(other)")
+            #expect(other.stderr.contains("no programmer with serial PGM-OTHER"), "\(other)")
             #expect(try await alarmCount(["--limit", "1"]) == 1)
         } catch {
             await daemon.shutdown()
@@ -113,7 +118,7 @@ struct ClientCommandTests {
         await daemon.shutdown()
     }
 
-    @Test("ack acknowledges an active alarm as the calling uid and says the pump is unchanged; an ended alarm exits 1, an unknown one 5")
+    @Test("ack acknowledges an active alarm as the calling user, with a note, and says the pump is unchanged; alarms lists by id with the user name and note; an ended alarm exits 1, an unknown one 5")
     func acknowledgeAnAlarm() async throws {
         let daemon = try await TestDaemon(name: "ack")
         do {
@@ -121,18 +126,30 @@ struct ClientCommandTests {
             let scratch = daemon.directory.path
             try await daemon.connectProgrammer()
             try await daemon.raiseAndStore(.motorStall, .high)
-            let list = try #require(try await daemon.json("/v1/alarms?active=true")["alarms"] as? [[String: Any]])
+            try await daemon.raiseAndStore(.lowReservoir, .medium)
+            let list = try #require(try await daemon.json("/v1/alarms?active=true&priority=high")["alarms"] as? [[String: Any]])
             let id = try #require(list.first?["id"] as? Int)
+            let userName = try #require(getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) })
 
-            let acked = try await Itbctl.run(["ack", String(id), "--socket", socket], directory: scratch)
+            let acked = try await Itbctl.run(["ack", String(id), "--note", "called patient", "--socket", socket], directory: scratch)
             #expect(acked.status == 0, "\(acked)")
-            #expect(acked.stdout.contains("acknowledged by uid \(getuid())"), "\(acked)")
+            #expect(acked.stdout.contains("acknowledged by \(userName) at "), "\(acked)")
+            #expect(acked.stdout.contains("(note: called patient)"), "\(acked)")
             #expect(acked.stdout.contains("Nothing changes on the pump"), "\(acked)")
             let stored = try await daemon.json("/v1/alarms/\(id)")
             #expect((stored["alarm"] as? [String: Any])?["state"] as? String == "acknowledged")
+            #expect((stored["alarm"] as? [String: Any])?["acknowledgement_note"] as? String == "called patient")
             let table = try await Itbctl.run(["alarms", "--socket", socket], directory: scratch)
-            let row = table.stdout.split(separator: "\n").first { $0.contains("motor_stall") }
-            #expect(row?.contains("acknowledged") == true && row?.hasSuffix(" \(getuid())") == true, "\(table)")
+            let lines = table.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first?.contains("ACK BY") == true && lines.first?.contains("NOTE") == true, "\(table)")
+            let row = lines.first { $0.contains("motor_stall") }
+            #expect(row?.contains("acknowledged") == true && row?.contains(" \(userName) ") == true, "\(table)")
+            #expect(row?.hasSuffix("called patient") == true, "\(table)")
+            // The acknowledgement made the first alarm the last changed; the table still reads by id.
+            let ids = lines.dropFirst().compactMap { Int($0.split(separator: " ").first ?? "") }
+            #expect(ids.count == 2 && ids == ids.sorted(), "\(table)")
+            let apiOrder = try #require(try await daemon.json("/v1/alarms")["alarms"] as? [[String: Any]]).compactMap { $0["id"] as? Int }
+            #expect(apiOrder != apiOrder.sorted(), "the API lists by last change: \(apiOrder)")
 
             // Again, with --json: harmless, and the alarm as the daemon renders it.
             let again = try await Itbctl.run(["ack", String(id), "--json", "--socket", socket], directory: scratch)
@@ -330,13 +347,13 @@ struct ConnectionFailureTests {
         for arguments in [["devices"], ["status"], ["alarms", "--active"], ["ack", "1"], ["watch"]] {
             let result = try await Itbctl.run(arguments + ["--socket", missing], directory: scratch.path)
             #expect(result.status == 3, "\(arguments): \(result)")
-            #expect(result.stderr.contains("itb-bridged is not running (nothing listens at \(missing))"), "\(result)")
+            #expect(result.stderr.contains("itb-bridged is not running (no socket at \(missing))"), "\(result)")
         }
         // From the environment, when --socket is not given.
         let fromEnvironment = scratch.path + "/from-env.sock"
         let env = try await Itbctl.run(["devices"], environment: ["ITB_SOCKET": fromEnvironment], directory: scratch.path)
         #expect(env.status == 3, "\(env)")
-        #expect(env.stderr.contains("nothing listens at \(fromEnvironment)"), "\(env)")
+        #expect(env.stderr.contains("no socket at \(fromEnvironment)"), "\(env)")
 
         // A stale socket file that nobody listens on is the same.
         let stale = scratch.path + "/stale.sock"
