@@ -30,7 +30,7 @@ struct Backup: ParsableCommand {
                 throw CommandFailure(exitCode: CommandFailure.failed, message: "\(path) exists; choose a new file name (nothing was written)")
             }
             let reply: (status: Int, body: [UInt8])
-            do {
+            do throws(ClientError) {
                 // The daemon answers once the copy is made: allow a large journal its time.
                 var client = options.api.client
                 client.timeout = .seconds(600)
@@ -60,7 +60,7 @@ struct Backup: ParsableCommand {
         }
         var written = 0
         while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
             if n < 0 {
                 if errno == EINTR { continue }
                 let reason = String(cString: strerror(errno))

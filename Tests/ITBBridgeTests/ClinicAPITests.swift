@@ -69,8 +69,9 @@ struct ClinicAPITests {
             }
             #expect(try await codes("priority=high") == ["motor_stall"])
             #expect(try await codes("priority=high,low") == ["eri", "motor_stall"])
-            let stall = try #require(try await bridge.json("/v1/alarms?priority=high")["alarms"] as? [[String: Any]]).first?["id"] as? Int
-            #expect(try await bridge.request("POST", "/v1/alarms/\(try #require(stall))/acknowledge").status == 200)
+            let high = try #require(try await bridge.json("/v1/alarms?priority=high")["alarms"] as? [[String: Any]])
+            let stall = try #require(high.first?["id"] as? Int)
+            #expect(try await bridge.request("POST", "/v1/alarms/\(stall)/acknowledge").status == 200)
             #expect(try await codes("state=acknowledged") == ["motor_stall"])
             #expect(try await codes("state=active") == ["eri", "low_reservoir"])
             #expect(try await codes("state=active&priority=medium") == ["low_reservoir"])
