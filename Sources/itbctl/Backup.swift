@@ -1,4 +1,5 @@
 import ArgumentParser
+import ITBClient
 #if canImport(Glibc)
 import Glibc
 #endif
