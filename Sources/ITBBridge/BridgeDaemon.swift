@@ -214,6 +214,13 @@ public struct SocketListenError: Error, Hashable, Sendable, CustomStringConverti
     /// The system's error number.
     public var errno: Int32
 
+    /// Creates the error for `path` (bound as `temporaryPath`) and the system's error number.
+    public init(path: String, temporaryPath: String, errno: Int32) {
+        self.path = path
+        self.temporaryPath = temporaryPath
+        self.errno = errno
+    }
+
     public var description: String {
         let directory = (path as NSString).deletingLastPathComponent
         let hint: String = switch errno {

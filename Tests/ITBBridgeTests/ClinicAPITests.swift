@@ -116,7 +116,8 @@ struct ClinicAPITests {
             try await bridge.connectProgrammer()
             _ = try await bridge.withProgrammer { try $0.raise(code: .motorStall, priority: .high, onsetTimeMs: nowMs()) }
             #expect(try await bridge.serviceProgrammer { $0.pending.isEmpty })
-            let id = try #require(try #require(try await bridge.json("/v1/alarms")["alarms"] as? [[String: Any]]).first?["id"] as? Int)
+            let all = try #require(try await bridge.json("/v1/alarms")["alarms"] as? [[String: Any]])
+            let id = try #require(all.first?["id"] as? Int)
 
             for bad in [#"{"by": "alice", "note": "x"}"#, #"{"nots": "typo"}"#, #"{"note": 5}"#, "not json",
                         #"{"note": ""# + String(repeating: "n", count: 1001) + #""}"#] {

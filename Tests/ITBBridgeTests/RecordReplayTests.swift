@@ -77,11 +77,11 @@ struct RecordReplayTests {
         #expect(try await blocking { recorder.waitForError(containing: "recording") }, "\(recorder.errorOutput)")
         var encoder = FrameEncoder(firstSequence: 100)
         let now = nowMs()
-        let messages: [Message] = (0..<60).map { i in
+        let messages: [Message] = (0..<60).map { i -> Message in
             // A capture replays only when it says who the programmer is (itbctl replay refuses
             // one without; see `replayNeedsAnIdentity`): this one starts with it.
             if i == 0 { return .programmerInfo(testProgrammer) }
-            switch i % 4 {
+            return switch i % 4 {
             case 0: .pumpStatus(PumpStatus(deviceTimeMs: now + Int64(i), dailyDoseUgX10: 4000, concentrationUgPerML: 2000, activeAlarmMask: 0,
                                            pumpState: .infusing, dosingMode: .simpleContinuous, linkQualityPct: UInt8(i)))
             case 1: .reservoir(Reservoir(deviceTimeMs: now + Int64(i), lastRefillTimeMs: now - 86_400_000, volumeULX10: UInt32(300_000 - i),
