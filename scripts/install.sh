@@ -70,7 +70,11 @@ do_install() {
         fi
     done
 
-    install -d -m 0755 "$bindir" "$unitdir" "$sysusersdir" "$udevdir" "$docdir" "$confdir"
+    # Directories are created when missing; an existing one keeps its owner and mode.
+    local dir
+    for dir in "$bindir" "$unitdir" "$sysusersdir" "$udevdir" "$docdir" "$confdir"; do
+        [ -d "$dir" ] || install -d -m 0755 "$dir"
+    done
     install -m 0755 "$bin/itb-bridged" "$bindir/itb-bridged"
     install -m 0755 "$bin/itbctl" "$bindir/itbctl"
     # The unit names the binary and the config by their installed paths.
@@ -128,7 +132,8 @@ site_matches() {
     done < <(sed -n -E 's/^[[:space:]]*match[[:space:]]*=[[:space:]]*([^#[:space:]]*).*$/\1/p' "$config")
 }
 
-# udev_rule MATCHES: the shipped rule, its USB id test replaced by one for each site match.
+# udev_rule MATCHES: the shipped rule, its USB id line replaced by one line for each site match
+# (each positive and on one line: udev then requires the ids, and the serial, on one USB device).
 udev_rule() {
     local rules="$root/udev-rules/60-itb-programmer.rules"
     if [ -z "$1" ]; then
@@ -136,18 +141,17 @@ udev_rule() {
         return
     fi
     local vendor product serial
-    awk '/^ATTRS\{idVendor\}!=/ { exit } { print }' "$rules"
+    grep -q '^SUBSYSTEMS=="usb", ATTRS{idVendor}==' "$rules" || { echo "install.sh: $rules has no USB id line to replace" >&2; exit 1; }
+    awk '/^SUBSYSTEMS=="usb", ATTRS\{idVendor\}==/ { exit } { print }' "$rules"
     echo "# Made by scripts/install.sh from the match lines of $SYSCONFDIR/itb-bridge/itb-bridged.conf:"
     while IFS=: read -r vendor product serial; do
         vendor="$(printf '%04s' "$vendor" | tr ' A-F' '0a-f')"
         product="$(printf '%04s' "$product" | tr ' A-F' '0a-f')"
         local narrow=""
         [ -n "$serial" ] && narrow=", ATTRS{serial}==\"$serial\""
-        printf 'ATTRS{idVendor}=="%s", ATTRS{idProduct}=="%s"%s, GOTO="itb_programmer_match"\n' "$vendor" "$product" "$narrow"
+        printf 'SUBSYSTEMS=="usb", ATTRS{idVendor}=="%s", ATTRS{idProduct}=="%s"%s, GOTO="itb_programmer"\n' "$vendor" "$product" "$narrow"
     done <<<"$1"
-    echo 'GOTO="itb_programmer_end"'
-    echo 'LABEL="itb_programmer_match"'
-    awk 'found { print } /^ATTRS\{idProduct\}!=/ { found = 1 }' "$rules"
+    awk 'found { print } /^SUBSYSTEMS=="usb", ATTRS\{idVendor\}==/ { found = 1 }' "$rules"
 }
 
 # warn_generic_adapter: the default matches any FT232R, not only programmers: say so, loudly.

@@ -10,12 +10,12 @@ struct Backup: ParsableCommand {
         commandName: "backup",
         abstract: "Copy the daemon's journal (the alarm history) to a file, consistently, while it runs.",
         discussion: """
-            Asks the running daemon for a copy (POST /v1/backup): it makes one with SQLite's online \\
-            backup, a single consistent snapshot taken without stopping the storing of alarms, and \\
-            sends it. The copy is written to PATH as your user, mode 0600 (it holds patients' alarm \\
-            history); PATH must not exist. Everything committed before the backup began is in it. \\
-            To restore: stop itb-bridged, put the copy in place of journal.sqlite in its state \\
-            directory (removing journal.sqlite-wal and journal.sqlite-shm), start it. A plain file \\
+            Asks the running daemon for a copy (POST /v1/backup): it makes one with SQLite's online \
+            backup, a single consistent snapshot taken without stopping the storing of alarms, and \
+            sends it. The copy is written to PATH as your user, mode 0600 (it holds patients' alarm \
+            history); PATH must not exist. Everything committed before the backup began is in it. \
+            To restore: stop itb-bridged, put the copy in place of journal.sqlite in its state \
+            directory (removing journal.sqlite-wal and journal.sqlite-shm), start it. A plain file \
             copy of a running journal can be inconsistent: use this instead.
             """)
 

@@ -29,7 +29,7 @@ struct ClinicAPITests {
 
     @Test("an unknown query parameter is a 400 naming it, on every route; the documented ones are accepted")
     func unknownQueryParameters() async throws {
-        let bridge = try await BridgeHarness(name: "strict-query")
+        let bridge = try await TestDaemon(name: "strict-query")
         do {
             try await bridge.connectProgrammer()
             let document = try await bridge.json("/v1/openapi.json")
@@ -44,7 +44,7 @@ struct ClinicAPITests {
             }
             #expect(try await bridge.get("/v1/alarms?active=true&device=\(testProgrammer.programmerSerial)&limit=5&since=0&priority=high&state=active").status == 200)
             let alarms = Set(operations.first { $0.path == "/v1/alarms" }?.query ?? [])
-            #expect(alarms == ["active", "device", "since", "limit", "priority", "state"])
+            #expect(alarms == ["active", "device", "pump", "since", "limit", "priority", "state"])
         } catch {
             await bridge.stop()
             throw error
@@ -54,7 +54,7 @@ struct ClinicAPITests {
 
     @Test("?priority= and ?state= filter alarms, accept comma-separated lists, and reject values that do not exist")
     func priorityAndStateFilters() async throws {
-        let bridge = try await BridgeHarness(name: "alarm-filters")
+        let bridge = try await TestDaemon(name: "alarm-filters")
         do {
             try await bridge.connectProgrammer()
             try await bridge.withProgrammer { p in
@@ -91,7 +91,7 @@ struct ClinicAPITests {
 
     @Test("an id the bridge has never seen is 404 unknown_device in a filter as in a path: alarms, events, devices")
     func unknownIDsInFilters() async throws {
-        let bridge = try await BridgeHarness(name: "unknown-ids")
+        let bridge = try await TestDaemon(name: "unknown-ids")
         do {
             try await bridge.connectProgrammer()
             for path in ["/v1/alarms?device=NOPE", "/v1/events?device=NOPE", "/v1/devices/NOPE", "/v1/devices/NOPE/status"] {
@@ -111,7 +111,7 @@ struct ClinicAPITests {
 
     @Test("an acknowledgement keeps the uid, the user name it had then, and the note; `by` and unknown members are refused")
     func acknowledgementNoteAndUserName() async throws {
-        let bridge = try await BridgeHarness(name: "ack-note")
+        let bridge = try await TestDaemon(name: "ack-note")
         do {
             try await bridge.connectProgrammer()
             _ = try await bridge.withProgrammer { try $0.raise(code: .motorStall, priority: .high, onsetTimeMs: nowMs()) }
@@ -145,10 +145,11 @@ struct ClinicAPITests {
 
     @Test("the document types the programmer, heartbeat and pump_session objects, and the live device matches them member for member")
     func typedDeviceObjects() async throws {
-        let bridge = try await BridgeHarness(name: "typed-device")
+        let bridge = try await TestDaemon(name: "typed-device")
         do {
             try await bridge.connectProgrammer()
             try await bridge.withProgrammer { p in
+                try p.heartbeat(uptimeS: 60)
                 try p.send(.pumpSession(PumpSession(implantDateMs: nowMs() - 86_400_000, eriDateMs: 0, reservoirCapacityUL: 40_000,
                                                     manufacturerCode: 1, event: .begin, batteryState: .ok, pumpModel: "SynchroMed-T",
                                                     pumpSerial: "SN-1")))
@@ -159,7 +160,7 @@ struct ClinicAPITests {
             let document = try await bridge.json("/v1/openapi.json")
             let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]])
             let deviceProperties = try #require(schemas["Device"]?["properties"] as? [String: [String: Any]])
-            for (member, schemaName) in [("programmer", "ProgrammerInfo"), ("heartbeat", "Heartbeat"), ("pump_session", "PumpSession")] {
+            for (member, schemaName) in [("programmer", "ProgrammerInfo"), ("heartbeat", "Heartbeat"), ("pump_session", "PumpSessionMessage")] {
                 let reference = (deviceProperties[member]?["oneOf"] as? [[String: Any]])?.first?["$ref"] as? String
                 #expect(reference == "#/components/schemas/\(schemaName)", "\(member)")
                 let schema = try #require(schemas[schemaName])

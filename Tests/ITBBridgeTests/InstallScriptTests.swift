@@ -141,9 +141,9 @@ struct InstallScriptTests {
         #expect(matched.status == 0, "\(matched.output)")
         #expect(!matched.output.contains("WARNING"), "\(matched.output)")
         let rule = try String(contentsOfFile: site + "/usr/lib/udev/rules.d/60-itb-programmer.rules", encoding: .utf8)
-        #expect(rule.contains(#"ATTRS{idVendor}=="1a86", ATTRS{idProduct}=="7523", ATTRS{serial}=="PGM0042", GOTO="itb_programmer_match""#), "\(rule)")
-        #expect(rule.contains(#"ATTRS{idVendor}=="0403", ATTRS{idProduct}=="6015", GOTO="itb_programmer_match""#), "\(rule)")
-        #expect(!rule.contains(#"ATTRS{idProduct}!="6001""#), "the generic default is gone: \(rule)")
+        #expect(rule.contains(#"SUBSYSTEMS=="usb", ATTRS{idVendor}=="1a86", ATTRS{idProduct}=="7523", ATTRS{serial}=="PGM0042", GOTO="itb_programmer""#), "\(rule)")
+        #expect(rule.contains(#"SUBSYSTEMS=="usb", ATTRS{idVendor}=="0403", ATTRS{idProduct}=="6015", GOTO="itb_programmer""#), "\(rule)")
+        #expect(!rule.contains(#"ATTRS{idProduct}=="6001""#), "the generic default is gone: \(rule)")
         // The daemon reads the same lines.
         let configuration = try ConfigurationFile.parse(try String(contentsOfFile: site + "/etc/itb-bridge/itb-bridged.conf", encoding: .utf8))
         #expect(configuration.matchRules.map(\.description) == ["1a86:7523:PGM0042", "0403:6015"])

@@ -57,7 +57,7 @@ struct OperatorSafetyTests {
 
     @Test("the journal and its -wal and -shm files are created 0600, and the state directory 0700")
     func journalIsPrivate() async throws {
-        let bridge = try await BridgeHarness(name: "journal-mode")
+        let bridge = try await TestDaemon(name: "journal-mode")
         do {
             try await bridge.connectProgrammer()
             let state = bridge.configuration.stateDirectory

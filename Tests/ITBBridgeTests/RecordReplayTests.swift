@@ -247,7 +247,7 @@ struct CaptureIdentityTests {
         defer { directory.remove() }
         let capture = directory.path + "/mid.itbcap"
         try writeCapture(capture, [Self.stall, Self.status, .programmerInfo(testProgrammer), Self.status])
-        let bridge = try await BridgeHarness(name: "mid-stream-replay") {
+        let bridge = try await TestDaemon(name: "mid-stream-replay") {
             $0.devices = []
             $0.replayFiles = [capture]
         }
@@ -270,7 +270,7 @@ struct CaptureIdentityTests {
         let capture = directory.path + "/anonymous.itbcap"
         try writeCapture(capture, [Self.status, Self.stall])
         #expect(try CaptureIdentity.find(in: capture) == nil)
-        let bridge = try await BridgeHarness(name: "anonymous-replay") {
+        let bridge = try await TestDaemon(name: "anonymous-replay") {
             $0.devices = []
             $0.replayFiles = [capture]
         }
@@ -296,7 +296,7 @@ struct CaptureIdentityTests {
         let directory = try ScratchDirectory("rotated-context")
         defer { directory.remove() }
         let captures = directory.path + "/captures"
-        let bridge = try await BridgeHarness(name: "rotated-context-daemon") {
+        let bridge = try await TestDaemon(name: "rotated-context-daemon") {
             $0.captureDirectory = captures
             $0.captureRotateBytes = 2048
         }

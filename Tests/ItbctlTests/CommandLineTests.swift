@@ -73,8 +73,9 @@ struct CommandLineTests {
     func helpTextIsNotHardWrapped() async throws {
         let scratch = try ScratchDirectory("help")
         defer { scratch.remove() }
-        for command in [[], ["devices"], ["status"], ["alarms"], ["ack"], ["watch"], ["simulate"], ["record"], ["replay"], ["decode"]] {
-            let result = try await Itbctl.run(command + ["--help"], environment: ["COLUMNS": "400"], directory: scratch.path)
+        for command in [[], ["devices"], ["status"], ["pumps"], ["pump"], ["alarms"], ["ack"], ["watch"], ["backup"], ["simulate"], ["record"], ["replay"], ["decode"]] {
+            // Wider than any paragraph: the parser wraps at the terminal width, which is not a hard break.
+            let result = try await Itbctl.run(command + ["--help"], environment: ["COLUMNS": "5000"], directory: scratch.path)
             #expect(result.status == 0, "\(command): \(result)")
             let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             for (line, next) in zip(lines, lines.dropFirst()) {

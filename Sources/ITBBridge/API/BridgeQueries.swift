@@ -30,6 +30,8 @@ public struct BridgeQueries: Sendable {
     /// Followed paths with no programmer identified yet.
     public func unidentifiedSessions() -> [(path: String, link: LinkStateMachine.PublishedState)] { core.unidentifiedSessions() }
 
+    /// Writes a consistent copy of the journal to the new file `path` (SQLite online backup).
+    public func backupJournal(to path: String) async throws(JournalError) { try await core.journal.backup(to: path) }
     /// True when the journal answers a query and accepts a write transaction.
     public func journalAnswers() async -> Bool { await core.journal.healthCheck() }
     /// The highest event id stored, 0 when none.

@@ -20,11 +20,11 @@ enum JournalBackup {
     /// The media type of an SQLite database file.
     static let contentType = "application/vnd.sqlite3"
 
-    static func response(core: BridgeCore, uid: UInt32) async throws -> Response {
+    static func response(core: BridgeQueries, uid: UInt32) async throws -> Response {
         let directory = core.configuration.stateDirectory
         let temporary = (directory.hasSuffix("/") ? directory : directory + "/") + ".backup-\(UUID().uuidString).sqlite"
         do {
-            try await core.journal.backup(to: temporary)
+            try await core.backupJournal(to: temporary)
         } catch {
             throw APIError(.serviceUnavailable, "journal_unavailable", "\(error)")
         }

@@ -168,7 +168,12 @@ public enum BridgeRoutes {
         }
 
         router.post("/v1/backup") { request, context in
-            _ = try await request.body.collect(upTo: context.maxUploadSize)
+            let limit = core.configuration.maxRequestBodyBytes
+            do {
+                _ = try await request.body.collect(upTo: limit)
+            } catch let error as HTTPError where error.status == .contentTooLarge {
+                throw APIError(.contentTooLarge, "body_too_large", "request body too large (limit \(limit) bytes, max_request_body_bytes)")
+            }
             // Restricted like acknowledging: the kernel must vouch for who asks (and it is logged).
             guard let uid = await context.peerUID() else {
                 throw APIError(.forbidden, "no_peer_credentials", "a backup needs a Unix-socket client whose uid the kernel can tell")
