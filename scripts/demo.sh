@@ -3,7 +3,8 @@
 # .demo/ in the repository (no root needed). Prints the curl and itbctl commands to try, and runs
 # until Ctrl-C (or for DEMO_SECONDS seconds).
 #
-#   scripts/demo.sh                      # scenario "normal", a day of pump time per 24 s
+#   scripts/demo.sh                      # scenario "clinic-day": pump after pump, then the refill worklist
+#   SCENARIO=normal scripts/demo.sh      # one pump, a day of pump time per 24 s
 #   SCENARIO=low-reservoir ACCEL=43200 scripts/demo.sh
 #   DEMO_KEEP_STATE=1 scripts/demo.sh    # keep the previous run's journal (default: a fresh one)
 #   itbctl simulate --list               # the scenarios
@@ -49,7 +50,7 @@ done
 bin="$(swift build --show-bin-path)"
 
 rm -f "$demo/programmer"
-scenario="${SCENARIO:-normal}"
+scenario="${SCENARIO:-clinic-day}"
 accel="${ACCEL:-3600}"
 
 if [ -n "${DEMO_KEEP_STATE:-}" ]; then
@@ -73,7 +74,12 @@ fail_with() {
     exit 1
 }
 
-"$bin/itbctl" simulate --scenario "$scenario" --accel "$accel" --link "$demo/programmer" >"$demo/simulator.pty" 2>"$demo/simulator.log" &
+# A clinic scenario (one programmer, pump after pump) writes what each pump did as it goes; the
+# demo reads its `complete` to know when the day is over.
+truth_args=()
+rm -f "$demo/truth.json"
+case "$scenario" in clinic-*) truth_args=(--truth "$demo/truth.json") ;; esac
+"$bin/itbctl" simulate --scenario "$scenario" --accel "$accel" --link "$demo/programmer" "${truth_args[@]}" >"$demo/simulator.pty" 2>"$demo/simulator.log" &
 sim_pid=$!
 pids+=("$sim_pid")
 for _ in $(seq 1 100); do
@@ -115,10 +121,13 @@ Try, in another shell:
   curl --unix-socket $demo/api.sock http://localhost/v1/health
   curl --unix-socket $demo/api.sock http://localhost/v1/devices
   curl --unix-socket $demo/api.sock http://localhost/v1/devices/PGM-SIM-0001/reservoir
+  curl --unix-socket $demo/api.sock http://localhost/v1/pumps
   curl --unix-socket $demo/api.sock 'http://localhost/v1/alarms?active=true'
   curl -N --unix-socket $demo/api.sock http://localhost/v1/events
   $bin/itbctl --help
   $bin/itbctl --socket $demo/api.sock status
+  $bin/itbctl --socket $demo/api.sock pumps
+  $bin/itbctl --socket $demo/api.sock pump ID          (an id from the pumps list)
   $bin/itbctl --socket $demo/api.sock alarms
   $bin/itbctl --socket $demo/api.sock watch
 
@@ -136,14 +145,34 @@ report_exit() {
     fi
 }
 
+# A clinic day: once the simulator has played every visit, the refill worklist the bridge built.
+if [ "${#truth_args[@]}" -gt 0 ]; then
+    echo "demo: the programmer is interrogating the clinic day's pumps, one after another..."
+    for _ in $(seq 1 1200); do
+        grep -q '"complete":true' "$demo/truth.json" 2>/dev/null && break
+        for pid in "$sim_pid" "$daemon_pid"; do kill -0 "$pid" 2>/dev/null || report_exit "$pid"; done
+        sleep 0.1
+    done
+    if grep -q '"complete":true' "$demo/truth.json" 2>/dev/null; then
+        echo "demo: the clinic day is over; the refill worklist (itbctl pumps), soonest refill first:"
+        "$bin/itbctl" --socket "$demo/api.sock" pumps || echo "demo: itbctl pumps failed (exit $?)" >&2
+    else
+        echo "demo: the clinic day did not end within 120 s; see $demo/simulator.log" >&2
+    fi
+fi
 if [ -n "${DEMO_SECONDS:-}" ]; then
     end=$((SECONDS + DEMO_SECONDS))
     while [ "$SECONDS" -lt "$end" ]; do
         for pid in "$sim_pid" "$daemon_pid"; do kill -0 "$pid" 2>/dev/null || report_exit "$pid"; done
         sleep 1
     done
-    curl -sf --unix-socket "$demo/api.sock" http://localhost/v1/devices/PGM-SIM-0001/reservoir >/dev/null \
-        && echo "demo: the bridge serves the simulated programmer's reservoir"
+    if [ "${#truth_args[@]}" -gt 0 ]; then
+        pumps="$(curl -sf --unix-socket "$demo/api.sock" 'http://localhost/v1/pumps?limit=1000' | grep -o '"pump_serial"' | wc -l || true)"
+        echo "demo: the bridge serves the clinic day's refill worklist ($pumps pumps)"
+    else
+        curl -sf --unix-socket "$demo/api.sock" http://localhost/v1/devices/PGM-SIM-0001/reservoir >/dev/null \
+            && echo "demo: the bridge serves the simulated programmer's reservoir"
+    fi
 else
     # Until Ctrl-C (the trap stops both), or until one of them stops by itself: then say which.
     while kill -0 "$sim_pid" 2>/dev/null && kill -0 "$daemon_pid" 2>/dev/null; do sleep 1; done

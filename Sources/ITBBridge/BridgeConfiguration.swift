@@ -46,6 +46,9 @@ public struct BridgeConfiguration: Sendable, Hashable {
     public var refillDiscrepancyBoundLargePumpUL: Int64 = 2_000
     /// Raise `clock_drift` when the device clock is off the host clock by more than this.
     public var clockDriftBound: Duration = .seconds(300)
+    /// How long a pump's `active_alarm_mask` may disagree with its open alarms before the bridge
+    /// raises `alarm_mask_mismatch` (an alarm and the status that shows it may cross on the line).
+    public var alarmMaskGrace: Duration = .seconds(30)
     /// Journal retention in days.
     public var retentionDays: Int = 400
     /// Events a live subscriber may fall behind, beyond what its socket's buffers hold, before it

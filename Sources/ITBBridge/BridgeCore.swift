@@ -53,12 +53,14 @@ public final class BridgeCore: Sendable {
         self.now = now
         self.startedAtMs = now()
         var open: [String: Set<BridgeAlarmCode>] = [:]
+        var openPump: [String: [Int: PumpAlarmMark]] = [:]
         do {
             open = try journal.openBridgeAlarms()
+            openPump = try journal.openPumpAlarms()
         } catch {
-            logger.error("cannot read open bridge alarms from the journal", metadata: ["error": "\(error)"])
+            logger.error("cannot read open alarms from the journal", metadata: ["error": "\(error)"])
         }
-        let rules = BridgeRules(configuration: configuration, openBridgeAlarms: open)
+        let rules = BridgeRules(configuration: configuration, openBridgeAlarms: open, openPumpAlarms: openPump)
         owned = Mutex(Owned(rules: rules))
         view = Mutex((rules, true))
     }

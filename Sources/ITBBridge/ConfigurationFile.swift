@@ -109,6 +109,7 @@ public enum ConfigurationFile {
         case "refill_discrepancy_ul_small_pump": config.refillDiscrepancyBoundSmallPumpUL = Int64(try integer())
         case "refill_discrepancy_ul_large_pump": config.refillDiscrepancyBoundLargePumpUL = Int64(try integer())
         case "clock_drift_bound_s": config.clockDriftBound = try seconds()
+        case "alarm_mask_grace_s": config.alarmMaskGrace = try seconds()
         case "retention_days": config.retentionDays = try integer()
         case "subscriber_buffer_events":
             let n = try integer()

@@ -73,8 +73,10 @@ public final class ClinicRunner: @unchecked Sendable {
     /// Plays every visit in clinic-time order, then (unless `stopAtEnd`) keeps the programmer
     /// connected and idle until ``stop()``. Blocks the calling thread. Writes the ground truth to
     /// `options.truthPath` after each visit and when it returns (also after a stop), with
-    /// `complete` true once every visit was played.
-    public func run() throws {
+    /// `complete` true once every visit was played. `betweenVisits` is called on this thread
+    /// after each visit (with the number of visits played) and before the next one: a test stops
+    /// or kills the bridge there, between two interrogations, and starts it again.
+    public func run(betweenVisits: (Int) throws -> Void = { _ in }) throws {
         defer { writeTruth() }
         try endpoint.announce()
         for visit in scenario.schedule {
@@ -84,6 +86,7 @@ public final class ClinicRunner: @unchecked Sendable {
             visitsPlayed += 1
             writeTruth()
             try idle(for: options.telemetryInterval * 2)
+            try betweenVisits(visitsPlayed)
         }
         finished = true
         writeTruth()

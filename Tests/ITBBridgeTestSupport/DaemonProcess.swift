@@ -50,13 +50,21 @@ public final class DaemonProcess: Sendable {
         try process.run()
     }
 
-    /// Waits until the API answers `GET /v1/health` with 200; throws after `timeout`.
+    /// Waits until the API answers `GET /v1/health` with 200; throws after `timeout`, or at once
+    /// when the daemon has exited.
     public func waitReady(timeout: Duration = .seconds(60)) async throws {
+        try await blocking { try self.waitReadyNow(timeout: timeout) }
+    }
+
+    /// ``waitReady(timeout:)``, blocking the calling thread (for a caller that is on a thread of
+    /// its own, such as a simulator's `betweenVisits`).
+    public func waitReadyNow(timeout: Duration = .seconds(60)) throws {
         let client = UnixHTTPClient(socketPath: socketPath, timeout: .seconds(2))
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let response = try? await blocking({ try client.get("/v1/health") }), response.status == 200 { return }
-            try await Task.sleep(for: .milliseconds(20))
+            if let response = try? client.get("/v1/health"), response.status == 200 { return }
+            guard process.isRunning else { throw HarnessError("itb-bridged exited with status \(process.terminationStatus) before it became ready") }
+            Thread.sleep(forTimeInterval: 0.02)
         }
         throw HarnessError("itb-bridged did not become ready")
     }

@@ -13,8 +13,8 @@ struct BridgeRulesTests {
         ProgrammerInfo(bootID: boot, firmwareVersion: 0x01_00_00, protocolMinor: 0, programmerSerial: serial, hardwareModel: "CP")
     }
 
-    static func received(_ message: Message, at ms: Int64 = t0, sequence: UInt32 = 1) -> ReceivedMessage {
-        ReceivedMessage(message: message, sequence: sequence, retransmission: false, receivedAtMs: ms)
+    static func received(_ message: Message, at ms: Int64 = t0, sequence: UInt32 = 1, retransmission: Bool = false) -> ReceivedMessage {
+        ReceivedMessage(message: message, sequence: sequence, retransmission: retransmission, receivedAtMs: ms)
     }
 
     static func status(deviceTimeMs: Int64, mask: UInt32 = 0) -> Message {
@@ -256,6 +256,89 @@ struct BridgeRulesTests {
         let restarted = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1", boot: 2)))], counters: DecoderCounters())
         #expect(Self.kinds(restarted).contains("pumpEnded:1-NGP-C:programmer_restarted"))
         #expect(rules.device("PGM-R1")?.pump == nil)
+    }
+
+    /// The bridge alarms of `code` raised in `effects`, with their pump and detail.
+    static func raised(_ code: BridgeAlarmCode, _ effects: BridgeEffects) -> [(pump: String?, detail: String)] {
+        effects.journal.compactMap { op in
+            if case .raiseBridgeAlarm(_, let pump, let raisedCode, _, let detail) = op, raisedCode == code { (pump, detail) } else { nil }
+        }
+    }
+
+    @Test("a pump whose active_alarm_mask disagrees with its open alarms beyond the grace gets alarm_mask_mismatch naming the codes; an alarm crossing its status within the grace raises nothing; a late retransmission of an older raise does not reopen a cleared code; the alarm ends when they agree and when the session closes")
+    func alarmMaskReconciliation() {
+        var configuration = BridgeConfiguration()
+        configuration.alarmMaskGrace = .seconds(10)
+        var rules = BridgeRules(configuration: configuration)
+        let session = rules.openSession(path: "/dev/ttyR0")
+        _ = rules.linkChanged(session, to: .connected, nowMs: Self.t0)
+        _ = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1")))], counters: DecoderCounters())
+        func at(_ seconds: Int64, _ message: Message) -> BridgeEffects {
+            rules.receive(session, [Self.received(message, at: Self.t0 + seconds * 1000, sequence: UInt32(seconds))], counters: DecoderCounters())
+        }
+        let lowReservoir: UInt32 = 1 << 0, motorStall: UInt32 = 1 << 4
+        _ = at(1, Self.session("NGP-A"))
+        #expect(Self.raised(.alarmMaskMismatch, at(2, Self.status(deviceTimeMs: Self.t0, mask: lowReservoir))).isEmpty, "within the grace")
+        #expect(Self.raised(.alarmMaskMismatch, at(3, Self.alarm(1))).isEmpty)
+        #expect(Self.raised(.alarmMaskMismatch, at(14, Self.status(deviceTimeMs: Self.t0, mask: lowReservoir))).isEmpty,
+                "the alarm arrived after its status: they agree")
+        #expect(Self.raised(.alarmMaskMismatch, at(15, Self.status(deviceTimeMs: Self.t0, mask: 0))).isEmpty, "disagreeing, within the grace")
+        let mismatch = Self.raised(.alarmMaskMismatch, at(25, Self.status(deviceTimeMs: Self.t0 + 1, mask: 0)))
+        #expect(mismatch.count == 1)
+        #expect(mismatch.first?.pump == "1-NGP-A")
+        #expect(mismatch.first?.detail.contains("open in the bridge but not active on the pump: low_reservoir") == true, "\(mismatch)")
+        #expect(Self.raised(.alarmMaskMismatch, at(26, Self.status(deviceTimeMs: Self.t0 + 2, mask: 0))).isEmpty, "raised once")
+        #expect(Self.kinds(at(27, Self.alarm(2, raised: false))).contains("end:alarm_mask_mismatch"), "the clear makes them agree")
+        _ = at(28, Self.alarm(1))  // a late retransmission of the raise: id 1 < the clear's id 2
+        #expect(Self.raised(.alarmMaskMismatch, at(45, Self.status(deviceTimeMs: Self.t0 + 3, mask: 0))).isEmpty)
+        _ = at(46, Self.status(deviceTimeMs: Self.t0 + 4, mask: motorStall))
+        let missing = Self.raised(.alarmMaskMismatch, at(57, Self.status(deviceTimeMs: Self.t0 + 5, mask: motorStall)))
+        #expect(missing.first?.detail.contains("active on the pump but never received: motor_stall") == true, "\(missing)")
+        #expect(Self.kinds(at(58, Self.session("NGP-A", .end))).contains("end:alarm_mask_mismatch"), "the session closes it")
+    }
+
+    @Test("a retransmitted alarm belongs to the pump in session at its onset: a previous pump's alarm retransmitted during the next pump's session goes to the previous pump, one from before any recent session to no pump, never to the pump now in session")
+    func retransmittedAlarmAttribution() {
+        var (rules, session) = Self.identified()
+        var sequence: UInt32 = 10
+        func at(_ seconds: Int64, _ message: Message, retransmission: Bool = false) -> BridgeEffects {
+            sequence += 1
+            return rules.receive(session, [Self.received(message, at: Self.t0 + seconds * 1000, sequence: sequence, retransmission: retransmission)],
+                                 counters: DecoderCounters())
+        }
+        func alarm(_ id: UInt32, onsetSeconds: Int64) -> Message {
+            .alarm(Alarm(onsetTimeMs: Self.t0 + onsetSeconds * 1000, alarmID: id, code: .motorStall, priority: .high, transition: .raised, detail: ""))
+        }
+        _ = at(1, Self.session("NGP-A"))
+        _ = at(2, Self.status(deviceTimeMs: Self.t0 + 2000))  // the programmer's clock: the host's
+        _ = at(10, Self.session("NGP-A", .end))
+        _ = at(11, Self.session("NGP-B"))
+        // Raised at second 5 in A's session; its first transmission never arrived.
+        #expect(Self.pumps(at(12, alarm(5, onsetSeconds: 5), retransmission: true)) == ["1-NGP-A"])
+        // Raised in B's session: B's, retransmitted or not.
+        #expect(Self.pumps(at(13, alarm(6, onsetSeconds: 12), retransmission: true)) == ["1-NGP-B"])
+        #expect(Self.pumps(at(14, alarm(7, onsetSeconds: -86_400))) == ["1-NGP-B"], "a first transmission belongs to the pump in session")
+        // Retransmitted, raised a day ago, in no session this programmer had: no pump at all.
+        #expect(Self.pumps(at(15, alarm(8, onsetSeconds: -86_400), retransmission: true)) == ["-"])
+    }
+
+    @Test("pump alarms the journal holds open count as open after a restart")
+    func restoredPumpAlarms() {
+        var configuration = BridgeConfiguration()
+        configuration.alarmMaskGrace = .seconds(10)
+        var rules = BridgeRules(configuration: configuration,
+                                openPumpAlarms: ["1-NGP-A": [1: PumpAlarmMark(programmer: "PGM-R1", alarmID: 7, raised: true)]])
+        let session = rules.openSession(path: "/dev/ttyR0")
+        _ = rules.linkChanged(session, to: .connected, nowMs: Self.t0)
+        _ = rules.receive(session, [Self.received(.programmerInfo(Self.info("PGM-R1")))], counters: DecoderCounters())
+        func at(_ seconds: Int64, _ message: Message) -> BridgeEffects {
+            rules.receive(session, [Self.received(message, at: Self.t0 + seconds * 1000, sequence: UInt32(seconds))], counters: DecoderCounters())
+        }
+        _ = at(1, Self.session("NGP-A"))
+        _ = at(2, Self.status(deviceTimeMs: Self.t0, mask: 1))
+        #expect(Self.raised(.alarmMaskMismatch, at(30, Self.status(deviceTimeMs: Self.t0 + 1, mask: 1))).isEmpty, "the restored alarm agrees with the mask")
+        _ = at(31, Self.status(deviceTimeMs: Self.t0 + 2, mask: 0))
+        #expect(Self.raised(.alarmMaskMismatch, at(45, Self.status(deviceTimeMs: Self.t0 + 3, mask: 0))).count == 1)
     }
 
     @Test("a refill due date in the past raises refill_overdue (medium), not refill_due_soon")

@@ -10,8 +10,20 @@ import Testing
 
 @Suite("Clinic day end to end: the API's pump records equal the simulator's ground truth", .serialized)
 struct ClinicDayEndToEndTests {
-    @Test("after the clinic day, every pump's identity, sessions, refills, dose programs, readings and alarms in the API are the ground truth's, under that pump only")
-    func clinicDayMatchesGroundTruth() async throws {
+    /// What happens to the bridge in the middle of the day, between two interrogations.
+    enum Interruption: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        /// Nothing: one daemon all day.
+        case none
+        /// SIGTERM, then a new daemon on the same journal.
+        case restart
+        /// SIGKILL (no clean-up at all), then a new daemon on the same journal.
+        case sigkill
+        var testDescription: String { rawValue }
+    }
+
+    @Test("after the clinic day, every pump's identity, sessions, refills, dose programs, readings and alarms in the API are the ground truth's, under that pump only; also with the daemon restarted or killed with SIGKILL mid-day",
+          arguments: Interruption.allCases)
+    func clinicDayMatchesGroundTruth(_ interruption: Interruption) async throws {
         let scenario = try #require(ClinicScenario.named("clinic-day"))
         let directory = try ScratchDirectory("clinic-e2e")
         defer { directory.remove() }
@@ -26,19 +38,55 @@ struct ClinicDayEndToEndTests {
         options.truthPath = directory.path + "/truth.json"
         options.link = directory.path + "/programmer"
         let runner = try ClinicRunner(scenario: scenario, options: options)
-        let daemon = try DaemonProcess(arguments: ["--no-discovery", "--device", directory.path + "/programmer", "--socket", socketPath,
-                                                   "--state-dir", directory.path + "/state", "--log-level", "warning"],
-                                       socketPath: socketPath, log: directory.path + "/daemon.log")
-        defer { daemon.terminate() }
-        try await daemon.waitReady()
+        let arguments = ["--no-discovery", "--device", directory.path + "/programmer", "--socket", socketPath,
+                         "--state-dir", directory.path + "/state", "--log-level", "warning"]
+        let daemon = Locked(try DaemonProcess(arguments: arguments, socketPath: socketPath, log: directory.path + "/daemon.log"))
+        defer { daemon.withLock { $0.terminate() } }
+        try await daemon.withLock { $0 }.waitReady()
         // The programmer is identified before the first visit begins.
         let identified = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < identified {
             _ = try await blocking { try runner.endpoint.service(timeout: .milliseconds(50)) }
             if let r = try? await blocking({ try client.get("/v1/devices/\(runner.endpoint.info.programmerSerial)") }), r.status == 200 { break }
         }
-        try await blocking { try runner.run() }
+        let serial = runner.endpoint.info.programmerSerial
+        let interruptAfter = scenario.schedule.count / 2
+        let interrupted = Locked(false)
+        try await blocking {
+            try runner.run(betweenVisits: { played in
+                guard interruption != .none, played == interruptAfter else { return }
+                // The visit's end is stored before the bridge goes: no pump in session.
+                let ended = ContinuousClock.now + .seconds(10)
+                while ContinuousClock.now < ended {
+                    if let r = try? client.get("/v1/devices/\(serial)"), (try? JSONObject.parse(r.body))?["pump"] is NSNull { break }
+                    _ = try runner.endpoint.service(timeout: .milliseconds(20))
+                }
+                let old = daemon.withLock { $0 }
+                switch interruption {
+                case .none: return
+                case .restart: old.terminate()
+                case .sigkill: old.kill9()
+                }
+                old.process.waitUntilExit()
+                let fresh = try DaemonProcess(arguments: arguments, socketPath: socketPath,
+                                              log: directory.path + "/daemon-\(interruption.rawValue).log")
+                daemon.withLock { $0 = fresh }
+                try fresh.waitReadyNow()
+                // The programmer answers the new bridge's heartbeat with PROGRAMMER_INFO.
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline {
+                    _ = try runner.endpoint.service(timeout: .milliseconds(50))
+                    if let r = try? client.get("/v1/devices/\(serial)"), r.status == 200,
+                       (try? JSONObject.parse(r.body))?["link_state"] as? String == "connected" {
+                        interrupted.withLock { $0 = true }
+                        return
+                    }
+                }
+                throw HarnessError("the restarted bridge never identified the programmer")
+            })
+        }
         #expect(runner.finished)
+        #expect(interrupted.withLock { $0 } == (interruption != .none), "the daemon was \(interruption.rawValue) mid-day")
         let truth = try JSONObject.parse(Array(try Data(contentsOf: URL(fileURLWithPath: directory.path + "/truth.json"))))
         let truthPumps = try #require(truth["pumps"] as? [[String: Any]])
         #expect(truthPumps.count >= 10)

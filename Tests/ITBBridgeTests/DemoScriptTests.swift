@@ -47,7 +47,7 @@ struct DemoScriptTests {
         #expect(!result.output.contains("itb-bridged is running"), "\(result.output)")
     }
 
-    @Test("each run starts with a fresh journal and says so; the build shows progress on one line, not the compiler's output")
+    @Test("each run starts with a fresh journal and says so; the build shows progress on one line, not the compiler's output; the default clinic day ends with the refill worklist of its pumps")
     func freshStateAndQuietBuild() async throws {
         let directory = try ScratchDirectory("demo-fresh")
         defer { directory.remove() }
@@ -60,6 +60,11 @@ struct DemoScriptTests {
         #expect(result.output.contains("starting with a fresh journal"), "\(result.output)")
         #expect(!FileManager.default.fileExists(atPath: stale), "the previous run's state is gone")
         #expect(result.output.contains("itb-bridged is running"), "\(result.output)")
+        // The main job is the clinic day: pump after pump, then the refill worklist.
+        #expect(result.output.contains("the clinic day is over; the refill worklist"), "\(result.output)")
+        let served = result.output.split(separator: "\n").first { $0.contains("refill worklist (") }
+            .flatMap { line in line.split(separator: "(").last?.split(separator: " ").first.flatMap { Int($0) } }
+        #expect((served ?? 0) >= 10, "the worklist lists the day's pumps: \(result.output)")
         #expect(result.output.split(separator: "\n").count < 60, "a screenful, not the compiler's 2,000 lines:\n\(result.output)")
         #expect(!result.output.contains("Compiling Something File1999"), "\(result.output)")
         #expect(try String(contentsOfFile: directory.path + "/demo/build.log", encoding: .utf8).contains("Compiling Something File1999"))

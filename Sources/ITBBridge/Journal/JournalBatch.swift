@@ -238,6 +238,21 @@ extension Journal {
         }
     }
 
+    /// The pump alarms not yet ended, by pump and code (restored into the rules at start).
+    func openPumpAlarms() throws(JournalError) -> [String: [Int: PumpAlarmMark]] {
+        try readNow { db in
+            var open: [String: [Int: PumpAlarmMark]] = [:]
+            for row in try Row.fetchAll(db, sql: """
+                SELECT pump, device, code_raw, device_alarm_id FROM alarm
+                WHERE source = 'pump' AND state != 'ended' AND pump IS NOT NULL AND code_raw IS NOT NULL ORDER BY id
+                """) {
+                let id: Int64? = row["device_alarm_id"]
+                open[row["pump"], default: [:]][row["code_raw"]] = PumpAlarmMark(programmer: row["device"], alarmID: id ?? 0, raised: true)
+            }
+            return open
+        }
+    }
+
     /// Acknowledges an alarm for `uid` (whose user name then was `userName`, with an optional
     /// `note`; see ``AcknowledgeOutcome``), on the calling thread.
     func acknowledgeNow(alarm id: Int64, uid: Int64, userName: String? = nil, note: String? = nil, nowMs: Int64) throws(JournalError) -> AcknowledgeOutcome {

@@ -124,16 +124,35 @@ public struct BridgeRules: Sendable {
     private var nextSession = 0
     private(set) var devices: [String: DeviceState] = [:]
     private(set) var openBridgeAlarms: [String: Set<BridgeAlarmCode>] = [:]
+    /// Per pump and alarm code, the pump's `ALARM` message with the highest `alarm_id` seen, so
+    /// that its open codes follow the device's `alarm_id` order as the journal does.
+    private(set) var pumpAlarmMarks: [String: [Int: PumpAlarmMark]] = [:]
+    /// Per pump in session, since when (host ms) its `active_alarm_mask` has disagreed with its
+    /// open alarms.
+    private var maskMismatchSince: [String: Int64] = [:]
+    /// Per programmer: its clock's latest offset from the host's (ms), kept across pump sessions
+    /// (the clock is the programmer's), and its most recent closed pump sessions (host ms), so a
+    /// retransmitted alarm is attributed to the pump that was in session when it was raised.
+    private var programmerClockOffsets: [String: Int64] = [:]
+    private var recentPumpSessions: [String: [RecentPumpSession]] = [:]
+    /// How many closed pump sessions are kept per programmer for that.
+    static let recentPumpSessionsKept = 16
+    /// The tolerance when an alarm's onset is placed in a session: the clock offset is measured
+    /// from messages in transit.
+    static let attributionSlackMs: Int64 = 2_000
     private var snapshotMarks: [SnapshotKey: (atMs: Int64, value: SnapshotValue)] = [:]
 
     /// A snapshot whose value did not change is stored (and published) again after this long.
     public static let snapshotRepeatMs: Int64 = 60_000
 
     /// Creates the rules; `openBridgeAlarms` are the bridge alarms the journal holds open
-    /// (restored after a restart, so they are ended rather than raised twice).
-    public init(configuration: BridgeConfiguration, openBridgeAlarms: [String: Set<BridgeAlarmCode>] = [:]) {
+    /// (restored after a restart, so they are ended rather than raised twice), and
+    /// `openPumpAlarms` the pump alarms it holds open, by pump and code.
+    public init(configuration: BridgeConfiguration, openBridgeAlarms: [String: Set<BridgeAlarmCode>] = [:],
+                openPumpAlarms: [String: [Int: PumpAlarmMark]] = [:]) {
         self.configuration = configuration
         self.openBridgeAlarms = openBridgeAlarms
+        self.pumpAlarmMarks = openPumpAlarms
     }
 
     // MARK: sessions
@@ -327,6 +346,7 @@ public struct BridgeRules: Sendable {
         case .pumpStatus(let status):
             let stamped = Stamped(value: status, receivedAtMs: at, deviceTimeMs: status.deviceTimeMs)
             device.status = stamped
+            if let offset = stamped.clockOffsetMs { programmerClockOffsets[id] = offset }
             var unstamped = status
             unstamped.deviceTimeMs = 0
             if shouldStoreSnapshot(SnapshotKey(device: id, kind: .status), .status(unstamped), atMs: at) {
@@ -336,6 +356,7 @@ public struct BridgeRules: Sendable {
             }
         case .reservoir(let reservoir):
             device.reservoir = Stamped(value: reservoir, receivedAtMs: at, deviceTimeMs: reservoir.deviceTimeMs)
+            if let offset = device.reservoir?.clockOffsetMs { programmerClockOffsets[id] = offset }
             var unstamped = reservoir
             unstamped.deviceTimeMs = 0
             devices[id] = device
@@ -375,7 +396,9 @@ public struct BridgeRules: Sendable {
                 lot: refill.drugLot, discrepancy: DerivedValues.refillDiscrepancy(refill),
                 data: Rendering.string { Rendering.refill(id, pump: device.pump?.id, stamped, config, &$0) }))
         case .alarm(let alarm):
-            effects.journal.append(.pumpAlarm(JournalOp.PumpAlarm(alarm, device: id, pump: device.pump?.id)))
+            let pump = pumpOf(alarm, retransmission: received.retransmission, device: device, &effects)
+            if let pump { notePumpAlarm(alarm, pump: pump, programmer: id) }
+            effects.journal.append(.pumpAlarm(JournalOp.PumpAlarm(alarm, device: id, pump: pump)))
             effects.acks.append(.init(opIndex: effects.journal.count - 1, sequence: received.sequence, alarmID: alarm.alarmID))
         case .ack, .hostHeartbeat:
             // Host-to-programmer messages coming back: a loopback or a misbehaving device.
@@ -395,6 +418,11 @@ public struct BridgeRules: Sendable {
         device.program = nil
         device.lastRefill = nil
         for kind in [EventType.status, .reservoir] { snapshotMarks[SnapshotKey(device: device.id, kind: kind)] = nil }
+        maskMismatchSince[pump.id] = nil
+        var recent = recentPumpSessions[device.id] ?? []
+        recent.append(RecentPumpSession(pump: pump.id, fromMs: pump.beganAtMs, toMs: atMs))
+        if recent.count > Self.recentPumpSessionsKept { recent.removeFirst(recent.count - Self.recentPumpSessionsKept) }
+        recentPumpSessions[device.id] = recent
         effects.journal.append(.pumpSessionEnded(pump: pump.id, programmer: device.id, cause: cause, atMs: atMs))
         effects.log(.notice, "pump session closed", ["device": device.id, "pump": pump.id, "cause": cause.rawValue])
         // At shutdown the bridge alarms stay as they are: the next start continues from them.
@@ -454,6 +482,10 @@ public struct BridgeRules: Sendable {
                 wanted[.clockDrift] = ("low", "device clock off by \(Self.format(Double(offset) / 1000)) s")
             }
         }
+        if let pump = device.pump, let status = device.status,
+           let mismatch = maskMismatch(pump: pump.id, mask: status.value.activeAlarmMask, atMs: status.receivedAtMs) {
+            wanted[.alarmMaskMismatch] = ("medium", mismatch)
+        }
         let open = openBridgeAlarms[id] ?? []
         for (code, spec) in wanted.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where !open.contains(code) {
             raise(code, on: id, pump: device.pump?.id, priority: spec.priority, detail: spec.detail, &effects)
@@ -461,6 +493,68 @@ public struct BridgeRules: Sendable {
         for code in open.intersection(BridgeAlarmCode.derivedFromValues).sorted(by: { $0.rawValue < $1.rawValue }) where wanted[code] == nil {
             end(code, on: id, &effects)
         }
+    }
+
+    /// The pump an `ALARM` belongs to. A first transmission belongs to the pump in session (or to
+    /// none). A retransmission may have been raised before: one pump's alarm, not acknowledged
+    /// (the bridge was down, the line noisy), is retransmitted while the next pump is in session.
+    /// So a retransmitted alarm belongs to the pump that was in session at its onset (device
+    /// clock, placed on the host's with the programmer's clock offset): the current one, a recent
+    /// one of this programmer, or, when its onset falls in none of them, to no pump (it is still
+    /// stored, listed and acknowledged; it is never put under the wrong patient's pump).
+    private func pumpOf(_ alarm: Alarm, retransmission: Bool, device: DeviceState, _ effects: inout BridgeEffects) -> String? {
+        guard retransmission, alarm.onsetTimeMs != 0, let onset = TimeArithmetic.deviceTime(alarm.onsetTimeMs) else { return device.pump?.id }
+        guard let offset = programmerClockOffsets[device.id], let onsetHost = TimeArithmetic.sum(onset, offset) else { return device.pump?.id }
+        let slack = Self.attributionSlackMs
+        if let current = device.pump, onsetHost >= current.beganAtMs &- slack { return current.id }
+        if let earlier = recentPumpSessions[device.id]?.last(where: { onsetHost >= $0.fromMs &- slack && onsetHost <= $0.toMs &+ slack }) {
+            if earlier.pump != device.pump?.id {
+                effects.log(.notice, "retransmitted alarm attributed to the pump in session when it was raised",
+                            ["device": device.id, "alarm_id": "\(alarm.alarmID)", "pump": earlier.pump, "pump_in_session": device.pump?.id ?? "none"])
+            }
+            return earlier.pump
+        }
+        if let current = device.pump {
+            effects.log(.warning, "retransmitted alarm raised before this pump session and in no recent one: attributed to no pump",
+                        ["device": device.id, "alarm_id": "\(alarm.alarmID)", "pump_in_session": current.id])
+        }
+        return nil
+    }
+
+    /// Notes a pump's `ALARM` message: the one with the highest `alarm_id` of the programmer that
+    /// sent it says whether the code is open (a late retransmission of an older raise does not
+    /// reopen a code whose clear came first).
+    private mutating func notePumpAlarm(_ alarm: Alarm, pump: String, programmer: String) {
+        guard alarm.transition == .raised || alarm.transition == .cleared else { return }
+        let code = Int(alarm.code.rawValue)
+        if let old = pumpAlarmMarks[pump]?[code], old.programmer == programmer, old.alarmID > Int64(alarm.alarmID) { return }
+        pumpAlarmMarks[pump, default: [:]][code] = PumpAlarmMark(programmer: programmer, alarmID: Int64(alarm.alarmID), raised: alarm.transition == .raised)
+    }
+
+    /// Compares the pump's own word (`active_alarm_mask`, bit k = code k + 1) with its open
+    /// alarms; returns the detail of `alarm_mask_mismatch` once they have disagreed for
+    /// `alarm_mask_grace_s`, nil while they agree or within the grace.
+    private mutating func maskMismatch(pump: String, mask: UInt32, atMs: Int64) -> String? {
+        let reported = Set((0..<32).filter { mask & (1 << UInt32($0)) != 0 }.map { $0 + 1 })
+        let open = Set((pumpAlarmMarks[pump] ?? [:]).filter { $0.value.raised && (1...32).contains($0.key) }.keys)
+        guard reported != open else {
+            maskMismatchSince[pump] = nil
+            return nil
+        }
+        let since = maskMismatchSince[pump] ?? atMs
+        maskMismatchSince[pump] = since
+        let grace = configuration.alarmMaskGrace
+        let graceMs = grace.components.seconds * 1000 + grace.components.attoseconds / 1_000_000_000_000_000
+        guard atMs &- since >= graceMs else { return nil }
+        func names(_ codes: Set<Int>) -> String {
+            codes.isEmpty ? "none" : codes.sorted().map { AlarmCode(rawValue: UInt16($0)).name ?? "unknown_\($0)" }.joined(separator: ", ")
+        }
+        var parts: [String] = []
+        let missing = reported.subtracting(open)
+        let extra = open.subtracting(reported)
+        if !missing.isEmpty { parts.append("active on the pump but never received: \(names(missing))") }
+        if !extra.isEmpty { parts.append("open in the bridge but not active on the pump: \(names(extra))") }
+        return "the pump's active_alarm_mask disagrees with its open alarms for \(Self.format(Double(atMs &- since) / 1000)) s: " + parts.joined(separator: "; ")
     }
 
     /// Marks silent links stale and raises `data_stale` at `nowMs`. Also returns when the next
@@ -516,6 +610,31 @@ public struct BridgeRules: Sendable {
     static func format(_ value: Double) -> String {
         let rounded = (value * 10).rounded() / 10
         return String(rounded)
+    }
+}
+
+/// A closed pump session of a programmer, in host ms (for attributing late retransmissions).
+struct RecentPumpSession: Hashable, Sendable {
+    var pump: String
+    var fromMs: Int64
+    var toMs: Int64
+}
+
+/// A pump's latest alarm message for one code, as ``BridgeRules`` keeps it: which programmer sent
+/// it (its `alarm_id`s are that programmer's), its `alarm_id`, and whether it raised or cleared.
+public struct PumpAlarmMark: Hashable, Sendable {
+    /// The programmer serial whose `alarm_id` this is.
+    public var programmer: String
+    /// The device's `alarm_id`.
+    public var alarmID: Int64
+    /// True for a raise, false for a clear.
+    public var raised: Bool
+
+    /// A mark for a message of `programmer` with `alarmID`.
+    public init(programmer: String, alarmID: Int64, raised: Bool) {
+        self.programmer = programmer
+        self.alarmID = alarmID
+        self.raised = raised
     }
 }
 

@@ -42,8 +42,12 @@ public enum BridgeAlarmCode: String, Hashable, Sendable, CaseIterable {
     /// or repaired programmer, a simulator restarted on the same journal). The new alarm is
     /// stored as new; this alarm says that it happened. It is never ended by the bridge.
     case alarmIDReused = "alarm_id_reused"
+    /// The pump's `active_alarm_mask` (its own word on which alarm codes are active) has
+    /// disagreed with the pump's open alarms in the journal for longer than `alarm_mask_grace_s`:
+    /// an alarm the bridge never received, or one it holds open that the pump has cleared.
+    case alarmMaskMismatch = "alarm_mask_mismatch"
 
     /// The codes raised and ended from the device's current values on every batch
     /// (``BridgeRules``); the others follow link events or journal findings.
-    public static let derivedFromValues: Set<BridgeAlarmCode> = [.refillDueSoon, .refillOverdue, .stabilityLimitNear, .refillDiscrepancy, .clockDrift]
+    public static let derivedFromValues: Set<BridgeAlarmCode> = [.refillDueSoon, .refillOverdue, .stabilityLimitNear, .refillDiscrepancy, .clockDrift, .alarmMaskMismatch]
 }
