@@ -62,7 +62,7 @@ struct DemoScriptTests {
         #expect(result.output.contains("itb-bridged is running"), "\(result.output)")
         // The main job is the clinic day: pump after pump, then the refill worklist.
         #expect(result.output.contains("the clinic day is over; the refill worklist"), "\(result.output)")
-        let served = result.output.split(separator: "\n").first { $0.contains("refill worklist (") }
+        let served = result.output.split(separator: "\n").first { $0.contains("serves the clinic day's refill worklist (") }
             .flatMap { line in line.split(separator: "(").last?.split(separator: " ").first.flatMap { Int($0) } }
         #expect((served ?? 0) >= 10, "the worklist lists the day's pumps: \(result.output)")
         #expect(result.output.split(separator: "\n").count < 60, "a screenful, not the compiler's 2,000 lines:\n\(result.output)")
