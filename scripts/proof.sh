@@ -9,11 +9,12 @@
 # 2. runs `itb-live-bench` against the release daemon: start-up, latency, idle footprint,
 #    fan-out to 1,000 subscribers, full-speed throughput, offline decode, and latency side by side
 #    with gpsd (Debian's package, installed here) at 10 and 100 Hz;
-# 3. runs the fault suite (Tests/ITBBridgeTests/Faults) with ITB_PROOF_SCALE=full against the
+# 3. times the pump records on a journal of 5,000 pumps with a year of visits (scripts/pumps-bench.py);
+# 4. runs the fault suite (Tests/ITBBridgeTests/Faults) with ITB_PROOF_SCALE=full against the
 #    same release daemon: SIGKILL x50, replug x200, line noise over 10^6 frames, API abuse, disk
 #    faults, permissions;
-# 4. runs schemathesis against the OpenAPI document at full size (scripts/schemathesis.sh);
-# 5. writes every `FIGURE` line, with the machine and the date, to .proof/report.txt and prints it.
+# 5. runs schemathesis against the OpenAPI document at full size (scripts/schemathesis.sh);
+# 6. writes every `FIGURE` line, with the machine and the date, to .proof/report.txt and prints it.
 # Exits non-zero if any step fails; the report then says which.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -39,6 +40,11 @@ echo "== performance: itb-live-bench ${PROOF_BENCH_FLAGS:-}"
 # shellcheck disable=SC2086 # the flags are words on purpose
 "$bench" --daemon "$bin/itb-bridged" ${PROOF_BENCH_FLAGS:-} 2>&1 | tee "$out/bench.log" || failed+=("itb-live-bench")
 
+echo "== pump records: a journal of 5,000 pumps with a year of monthly visits (scripts/pumps-bench.py)"
+pumps_flags=()
+[ "${PROOF_BENCH_FLAGS:-}" = "--quick" ] && pumps_flags=(--pumps 500 --requests 300)
+python3 scripts/pumps-bench.py --daemon "$bin/itb-bridged" "${pumps_flags[@]}" 2>&1 | tee "$out/pumps.log" || failed+=("pumps-bench")
+
 echo "== faults: the fault suite at full size against the release daemon"
 # The suites in Tests/ITBBridgeTests/Faults/, one at a time (--no-parallel): their figures are
 # then not disturbed by one another.
@@ -57,7 +63,7 @@ ITB_PROOF_SCALE=$scale ITB_DAEMON="$bin/itb-bridged" bash scripts/schemathesis.s
     echo "# itb-bridge proof run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (uncommitted changes)')"
     echo "# machine: $(nproc) x $(uname -m) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(swift --version 2>/dev/null | head -1)"
     echo "# command: scripts/proof.sh ${PROOF_BENCH_FLAGS:-}"
-    grep -h "^FIGURE " "$out/bench.log" "$out/faults.log" "$out/schemathesis.log" || true
+    grep -h "^FIGURE " "$out/bench.log" "$out/pumps.log" "$out/faults.log" "$out/schemathesis.log" || true
     if [ ${#failed[@]} -gt 0 ]; then echo "# FAILED: ${failed[*]}"; fi
 } > "$out/report.txt"
 echo

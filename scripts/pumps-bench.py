@@ -100,7 +100,7 @@ def make_capture(path, pumps, months, now_ms, serial):
         state.append({
             "manufacturer": manufacturer, "capacity": capacity, "serial": pump_serial,
             "model": "SynchroMed II" if manufacturer == 1 else "Prometra II",
-            "dose_x10": rng.choice([1000, 2000, 4000, 8000]), "concentration": rng.choice([500, 1000, 2000]),
+            "dose_x10": rng.choice([1000, 2000, 3000, 4000]), "concentration": rng.choice([1000, 2000]),
             "volume": capacity - 1000, "last_fill": start_ms - 10 * DAY_MS,
             "implant": start_ms - rng.randint(100, 2000) * DAY_MS,
         })
@@ -115,12 +115,12 @@ def make_capture(path, pumps, months, now_ms, serial):
                        "manufacturer_code": pump["manufacturer"], "event": 1, "battery_state": 0,
                        "pump_model": pump["model"], "pump_serial": pump["serial"]}
             visit = [capture.frame(mv.T_PUMP_SESSION, session)]
-            if month > 0 and month % 3 == 0:
+            if month > 0 and (month % 3 == 0 or pump["volume"] < 0.2 * pump["capacity"]):
                 expected = int(pump["volume"])
                 filled = pump["capacity"] - expected
                 visit.append(capture.frame(mv.T_REFILL, {
                     "refill_time_ms": t, "concentration_ug_per_ml": pump["concentration"], "volume_filled_ul": filled,
-                    "expected_residual_ul": expected, "measured_residual_ul": expected + rng.randint(-300, 300),
+                    "expected_residual_ul": expected, "measured_residual_ul": max(0, expected + rng.randint(-300, 300)),
                     "drug_lot": f"LOT-{month:02d}-{p % 97:02d}"}))
                 pump["volume"] = float(pump["capacity"])
                 pump["last_fill"] = t

@@ -156,13 +156,17 @@ public struct PumpCursor: Hashable, Sendable {
 }
 
 extension Journal {
-    private static let pumpSelect = """
+    /// A pump row with its active alarm count and its latest session, for the rows of `p`.
+    private static let pumpColumns = """
         SELECT p.*,
                (SELECT COUNT(*) FROM alarm a WHERE a.pump = p.id AND a.state != 'ended') AS active_alarms,
                s.id AS session_id, s.programmer AS session_programmer, s.began_ms AS session_began_ms,
                s.ended_ms AS session_ended_ms, s.end_cause AS session_end_cause
-        FROM pump p LEFT JOIN pump_session s ON s.id = (SELECT MAX(id) FROM pump_session WHERE pump = p.id)
         """
+    private static let latestSession = " LEFT JOIN pump_session s ON s.id = (SELECT MAX(id) FROM pump_session WHERE pump = p.id)"
+    private static let pumpSelect = pumpColumns + " FROM pump p" + latestSession
+    /// The worklist's order (pumps without a due date last).
+    private static let worklistOrder = "refill_due_ms IS NULL, refill_due_ms, id"
 
     /// The refill worklist: pumps sorted by refill due date (pumps without one last), then id,
     /// filtered, one page after `cursor`.
@@ -192,8 +196,14 @@ extension Journal {
             }
             let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
             arguments.append(limit)
-            return try Row.fetchAll(db, sql: Self.pumpSelect + filter + " ORDER BY p.refill_due_ms IS NULL, p.refill_due_ms, p.id LIMIT ?",
-                                    arguments: StatementArguments(arguments)).map(PumpRecord.init(row:))
+            // The page is chosen on the narrow columns first (the due-date index, no JSON, no
+            // subquery), then only its rows are read whole with their alarm count and session:
+            // the cost follows the page size, not the number of pumps.
+            let sql = Self.pumpColumns
+                + " FROM (SELECT p.id, p.refill_due_ms FROM pump p" + filter + " ORDER BY " + Self.worklistOrder + " LIMIT ?) page"
+                + " JOIN pump p ON p.id = page.id" + Self.latestSession
+                + " ORDER BY page.refill_due_ms IS NULL, page.refill_due_ms, page.id"
+            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map(PumpRecord.init(row:))
         }
     }
 

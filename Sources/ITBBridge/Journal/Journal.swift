@@ -134,8 +134,8 @@ public final class Journal: Sendable {
         let deferred = durability == .deferred && unsynced.withLock { $0 + events <= Self.maximumUnsyncedEvents }
         do {
             return try pool.writeWithoutTransaction { db in
-                if deferred { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-                defer { if deferred { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
+                if deferred { try db.executeCached("PRAGMA synchronous = NORMAL") }
+                defer { if deferred { try? db.executeCached("PRAGMA synchronous = FULL") } }
                 var value: T?
                 try db.inTransaction {
                     value = try body(db)
@@ -331,7 +331,14 @@ public struct StoredEvent: Hashable, Sendable {
 extension Database {
     /// Inserts an event and returns its id.
     func insertEvent(timeMs: Int64, device: String, pump: String? = nil, type: String, data: String) throws -> Int64 {
-        try execute(sql: "INSERT INTO event (time_ms, device, pump, type, data) VALUES (?, ?, ?, ?, ?)", arguments: [timeMs, device, pump, type, data])
+        try executeCached("INSERT INTO event (time_ms, device, pump, type, data) VALUES (?, ?, ?, ?, ?)", [timeMs, device, pump, type, data])
         return lastInsertedRowID
+    }
+
+    /// Runs one statement of the live path from the connection's statement cache: it is parsed
+    /// once per connection, not on every frame (`execute(sql:)` prepares it each time, which was
+    /// the largest share of the live path's CPU time; scripts/profile-live-path.py).
+    func executeCached(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws {
+        try cachedStatement(sql: sql).execute(arguments: arguments)
     }
 }

@@ -104,8 +104,8 @@ extension Database {
         case .event(let device, let type, let data):
             return JournalOpResult(events: [try storedEvent(device: device, type: type, data: data, nowMs: nowMs)])
         case .snapshot(let device, let pump, let kind, let deviceTimeMs, let data):
-            try execute(sql: "INSERT INTO history (device, pump, kind, received_ms, device_time_ms, data) VALUES (?, ?, ?, ?, ?, ?)",
-                        arguments: [device, pump, kind.rawValue, nowMs, deviceTimeMs, data])
+            try executeCached("INSERT INTO history (device, pump, kind, received_ms, device_time_ms, data) VALUES (?, ?, ?, ?, ?, ?)",
+                              [device, pump, kind.rawValue, nowMs, deviceTimeMs, data])
             return JournalOpResult(events: [try storedEvent(device: device, pump: pump, type: kind, data: data, nowMs: nowMs)])
         case .refill(let device, let pump, let capacity, let time, let concentration, let filled, let expected, let measured, let lot,
                      let discrepancy, let data):
@@ -186,18 +186,18 @@ extension Database {
     fileprivate func storeLatest(_ latest: PumpLatest) throws {
         switch latest.kind {
         case .status:
-            try execute(sql: "UPDATE pump SET status = ?, status_ms = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ?",
-                        arguments: [latest.data, latest.atMs, latest.atMs, latest.pump])
+            try executeCached("UPDATE pump SET status = ?, status_ms = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ?",
+                              [latest.data, latest.atMs, latest.atMs, latest.pump])
         case .program:
-            try execute(sql: "UPDATE pump SET program = ?, program_ms = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ?",
-                        arguments: [latest.data, latest.atMs, latest.atMs, latest.pump])
+            try executeCached("UPDATE pump SET program = ?, program_ms = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ?",
+                              [latest.data, latest.atMs, latest.atMs, latest.pump])
         default:
             let figures = latest.reservoir
-            try execute(sql: """
+            try executeCached("""
                 UPDATE pump SET reservoir = ?, reservoir_ms = ?, last_seen_ms = MAX(last_seen_ms, ?), volume_ul = ?, flow_ul_per_day = ?,
                                 reading_at_ms = ?, refill_due_ms = ?, derived = ?
                 WHERE id = ?
-                """, arguments: [latest.data, latest.atMs, latest.atMs, figures?.volumeUL, figures?.flowULPerDay, figures?.readingAtMs,
+                """, [latest.data, latest.atMs, latest.atMs, figures?.volumeUL, figures?.flowULPerDay, figures?.readingAtMs,
                                  figures?.refillDueMs, figures?.derived, latest.pump])
         }
     }

@@ -14,8 +14,8 @@ import Glibc
 /// connections).
 @Suite("Faults: API abuse")
 struct APIAbuseTests {
-    /// The latency bound for the polling client's `GET /v1/devices/{id}` while the abuse runs
-    /// (debug build, 2 shared cores, other tests running beside it): p99 at most this.
+    /// The floor of the latency bound for the polling client's `GET /v1/devices/{id}` while the abuse
+    /// runs: its p99 is at most this or ten times the p99 the same run measured before the abuse.
     static let p99Bound = 100.0
     /// How long a client may stay silent before it has sent a whole request (the daemon's idle
     /// timeout): the daemon closes such a connection by then.
@@ -328,8 +328,12 @@ struct APIAbuseTests {
             let badPolls = polls.filter { $0.status != 200 }
             #expect(badPolls.isEmpty, "every poll answered 200: \(badPolls.prefix(5).map(\.status))")
             #expect(during.count >= 20, "the poller kept polling during the abuse (\(during.count) polls)")
-            #expect(quantile(during, 0.99) <= Self.p99Bound,
-                    "p99 of GET \(devicePath) during the abuse \(oneDecimal(quantile(during, 0.99))) ms, bound \(Self.p99Bound) ms")
+            // Bounded against the same run: what this machine gave before the abuse, ×10, or
+            // 100 ms, whichever is larger (a loaded CI machine is slower for both; an event loop
+            // the abuse starved would take seconds).
+            let bound = max(Self.p99Bound, 10 * quantile(before, 0.99))
+            #expect(quantile(during, 0.99) <= bound,
+                    "p99 of GET \(devicePath) during the abuse \(oneDecimal(quantile(during, 0.99))) ms, bound \(oneDecimal(bound)) ms (p99 before \(oneDecimal(quantile(before, 0.99))) ms)")
 
             // Including a request body that breaks off (a bad chunk size, or a client half-closing
             // before Content-Length bytes came): 400, not 500.
@@ -359,7 +363,7 @@ struct APIAbuseTests {
                 "statuses_sent": driver.statusesSent,
                 "p50_before_ms": oneDecimal(quantile(before, 0.5)), "p99_before_ms": oneDecimal(quantile(before, 0.99)),
                 "p50_during_ms": oneDecimal(quantile(during, 0.5)), "p99_during_ms": oneDecimal(quantile(during, 0.99)),
-                "max_during_ms": oneDecimal(during.max() ?? 0), "p99_bound_ms": Self.p99Bound,
+                "max_during_ms": oneDecimal(during.max() ?? 0), "p99_bound_ms": oneDecimal(max(Self.p99Bound, 10 * quantile(before, 0.99))),
                 "polls_before": before.count, "polls_during": during.count, "churn_s": oneDecimal(churnSeconds),
                 "fd_baseline": fdBaseline, "fd_peak": fdPeak.value, "fd_after": fdAfter,
                 "nofile_soft": openFilesSoftLimit(of: pid).map { $0 == Int.max ? "unlimited" : String($0) } ?? "?",

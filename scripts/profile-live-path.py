@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Where the live path's time goes (issue 12): itb-bridged fed PUMP_STATUS frames on a pty at a
+fixed rate while one subscriber follows `/v1/events`, sampled by `perf record` (cpu-clock, with
+DWARF call graphs) only while the frames flow, not during start-up or shutdown; and the daemon's
+own journal-commit histogram (`itb_journal_write_seconds` in /metrics) over the same frames.
+(valgrind 3.19, Debian 12's, crashes on the Swift 6.3 binaries, so callgrind is not used.)
+
+    swift build -c release --product itb-bridged
+    scripts/profile-live-path.py --daemon .build/release/itb-bridged [--frames 2000] [--rate 100]
+
+Prints the share of the daemon's CPU time in each stage of the path (decode, rules, journal commit
+and SQLite in it, publish, rendering, the event loop's write), CPU time per frame, the journal
+commit's mean time per frame, then the top of `perf report --children`. Frames are built with protocol-spec/tools/make_vectors.py.
+"""
+import argparse
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tty
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "protocol-spec", "tools"))
+import make_vectors as mv  # noqa: E402
+
+# Stages of the path, as symbol substrings (Swift mangles module and type names into symbols; the
+# demangled names callgrind_annotate prints contain these).
+STAGES = [
+    ("decode (FrameDecoder.feed)", r"FrameDecoder\.feed"),
+    ("rules (BridgeRules.receive)", r"BridgeRules\.receive"),
+    ("journal commit (Journal.commitNow)", r"Journal\.commitNow"),
+    ("  of which SQLite (sqlite3_step)", r"[:\s]sqlite3_step\b"),
+    ("publish (EventHub.publish)", r"EventHub\.publish"),
+    ("JSON rendering (Rendering.*)", r"Rendering\.string"),
+    ("subscriber write (SSEChannelSink)", r"SSEChannelSink"),
+    ("whole step (BridgeCore.receiveNow)", r"BridgeCore\.receiveNow"),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--daemon", default=".build/release/itb-bridged")
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--out", help="keep perf's data file here")
+    args = parser.parse_args()
+    if not shutil.which("perf"):
+        sys.exit("profile-live-path: perf is not installed (apt-get install linux-perf)")
+    work = tempfile.mkdtemp(prefix="itb-profile-")
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    link = os.path.join(work, "programmer")
+    os.symlink(os.ttyname(slave), link)
+    out = args.out or os.path.join(work, "perf.data")
+    sock = os.path.join(work, "api.sock")
+    daemon = subprocess.Popen(
+        [args.daemon, "--no-discovery", "--device", link, "--socket", sock, "--state-dir", os.path.join(work, "state"),
+         "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "daemon.log"), "wb"))
+    seq = [0]
+
+    def send(msg_type, message):
+        os.write(master, mv.build_frame(msg_type, mv.ENCODERS[msg_type](message), seq[0]))
+        seq[0] += 1
+
+    def drain(seconds):
+        end = time.time() + seconds
+        got = b""
+        while time.time() < end:
+            ready, _, _ = select.select([master], [], [], max(0.0, end - time.time()))
+            if ready:
+                got += os.read(master, 4096)
+        return got
+
+    # The daemon opens the line (a HOST_HEARTBEAT), the programmer identifies itself.
+    if not drain(120):
+        daemon.kill()
+        sys.exit("profile-live-path: the daemon never opened the pty (see " + work + "/daemon.log)")
+    send(mv.T_PROGRAMMER_INFO, {"boot_id": 0x5EED_0F11, "firmware_version": mv.fw(2, 6, 0), "protocol_minor": 1,
+                                "programmer_serial": "PGM-PROFILE", "hardware_model": "ITB-CP 8840"})
+    for _ in range(600):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.1)
+    time.sleep(2)
+    # One subscriber, as in the latency benchmark.
+    received = [0]
+
+    def follow():
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        s.sendall(b"GET /v1/events?types=status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        s.settimeout(1.0)
+        while daemon.poll() is None:
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                return
+            received[0] += data.count(b"event: status")
+    threading.Thread(target=follow, daemon=True).start()
+    time.sleep(1)
+    now = int(time.time() * 1000)
+    def metric(name):
+        s2 = socket.socket(socket.AF_UNIX)
+        s2.connect(sock)
+        s2.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        text = b""
+        while True:
+            chunk = s2.recv(65536)
+            if not chunk:
+                break
+            text += chunk
+        found = re.search(rb"^" + name.encode() + rb"(?:\{[^}]*\})? ([0-9.e+-]+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
+    commit_sum0, commit_count0 = metric("itb_journal_write_seconds_sum"), metric("itb_journal_write_seconds_count")
+    cpu0 = sum(int(x) for x in open(f"/proc/{daemon.pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
+    recorder = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4999", "--call-graph", "dwarf,16384",
+                                 "-p", str(daemon.pid), "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    interval = 1.0 / args.rate
+    next_at = time.time()
+    for i in range(args.frames):
+        send(mv.T_PUMP_STATUS, {"device_time_ms": now + i * 10, "daily_dose_ug_x10": 4000, "concentration_ug_per_ml": 2000,
+                                "active_alarm_mask": i & 0xFF, "pump_state": 0, "dosing_mode": 0, "link_quality_pct": 90})
+        next_at += interval
+        drain(max(0.0, next_at - time.time()))
+    drain(2)
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(120)
+    cpu_ticks = sum(int(x) for x in open(f"/proc/{daemon.pid}/stat").read().rsplit(")", 1)[1].split()[11:13]) - cpu0
+    commit_sum = metric("itb_journal_write_seconds_sum") - commit_sum0
+    commit_count = metric("itb_journal_write_seconds_count") - commit_count0
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(120)
+    print(f"frames sent: {args.frames} at {args.rate:g}/s; status events received by the subscriber: {received[0]}")
+    report = subprocess.run(["perf", "report", "-i", out, "--stdio", "--children", "--sort", "symbol", "--percent-limit", "0.5",
+                             "-g", "none"], capture_output=True, text=True).stdout
+    rows = []
+    for line in report.splitlines():
+        m = re.match(r"^\s*([\d.]+)%\s+([\d.]+)%\s+\[[.k]\]\s+(.*)$", line)
+        if m:
+            rows.append((float(m.group(1)), float(m.group(2)), m.group(3).strip()))
+    if not rows:
+        print(report[:4000])
+        sys.exit("profile-live-path: perf report printed no rows")
+    # Swift symbols, demangled (perf knows C++ mangling only).
+    demangled = subprocess.run(["swift", "demangle", "--simplified", "--compact"], input="\n".join(name for _, _, name in rows),
+                               capture_output=True, text=True).stdout.splitlines()
+    if len(demangled) == len(rows):
+        rows = [(children, own, name) for (children, own, _), name in zip(rows, demangled)]
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu_ms_per_frame = cpu_ticks / hz * 1000 / args.frames
+    commit_ms = commit_sum * 1000 / commit_count if commit_count else 0.0
+    print(f"daemon CPU time per frame: {cpu_ms_per_frame:.3f} ms; journal commits: {commit_count:.0f}, mean {commit_ms:.3f} ms each")
+    print("share of the daemon's CPU time (inclusive, perf --children):")
+    shares = {}
+    for label, pattern in STAGES:
+        share = max([children for children, _, name in rows if re.search(pattern, name)] or [0.0])
+        shares[label] = share
+        print(f"  {label:40} {share:5.1f} %  ({share / 100 * cpu_ms_per_frame:.3f} ms per frame)")
+    print("\ntop of perf report --children (inclusive %, self %, symbol):")
+    for children, own, name in rows[:45]:
+        print(f"{children:6.1f} {own:6.1f}  {name[:150]}")
+    print(f"FIGURE perf.profile_live_path: frames={args.frames} rate={args.rate:g} received={received[0]} "
+          f"cpu_ms_per_frame={cpu_ms_per_frame:.3f} commit_mean_ms={commit_ms:.3f} "
+          + " ".join(f"{re.sub(r'[^a-z]+', '_', label.split('(')[0].strip().lower()).strip('_')}_pct={share:.1f}"
+                     for label, share in shares.items()))
+    if not args.out:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
