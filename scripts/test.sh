@@ -14,7 +14,11 @@
 # 5. runs the example clinic tool against a daemon (scripts/check-example.sh);
 # 6. runs schemathesis against the daemon's own OpenAPI document, a short run (scripts/schemathesis.sh:
 #    no 5xx, status codes, response schemas and content types as documented);
-# 7. fuzzes the decoder with libFuzzer for FUZZ_SECONDS (default 60).
+# 7. builds the Debian package (release, static Swift runtime; lintian-clean) and runs the short
+#    vm-test: a Debian 12 guest under QEMU installs it, a hot-plugged emulated FTDI programmer
+#    starts the service through udev, an alarm crosses the sandbox, unplug/replug, two
+#    programmers, the watchdog, one power cut, the package's life cycle (scripts/vm-test.sh);
+# 8. fuzzes the decoder with libFuzzer for FUZZ_SECONDS (default 60).
 # pipefail: a failing `swift test` fails the script even though its output goes through tee.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -52,12 +56,17 @@ bash scripts/check-example.sh
 echo "== schemathesis: the API against its OpenAPI document"
 bash scripts/schemathesis.sh
 
+echo "== the Debian package in a Debian 12 guest (scripts/vm-test.sh, short)"
+VM_TEST_SCALE=short bash scripts/vm-test.sh 2>&1 | tee "$tmp/vm-test.log"
+vm_passed="$(sed -n 's/^vm-test: \([0-9]*\) passed, 0 failed$/\1/p' "$tmp/vm-test.log")"
+[ -n "$vm_passed" ] || { echo "vm-test did not pass"; exit 1; }
+
 echo "== fuzz the decoder"
 Fuzz/run.sh "${FUZZ_SECONDS:-60}"
 
 # One closing line that counts what ran: Swift Testing's "Test run with N tests" lines, less the
-# tests skipped in them, plus the vector check, the three systemd checks, the example tool check,
-# the schemathesis run and the fuzz run (which passed if we got here).
+# tests skipped in them, plus the vector check, the three systemd checks, the example tool check, the
+# schemathesis run, the vm-test's checks and the fuzz run (which passed if we got here).
 tests=$(grep -hoE "Test run with [0-9]+ tests" "$log" | grep -oE "[0-9]+" | paste -sd+ - | bc)
 skipped=$(grep -cE "Test \"[^\"]*\" skipped: " "$log" || true)
-echo "$((tests - skipped + 7)) passed, 0 failed, ${skipped} skipped"
+echo "$((tests - skipped + 7 + vm_passed)) passed, 0 failed, ${skipped} skipped"

@@ -41,7 +41,10 @@ DEB_NEXT_VERSION = os.environ["VM_DEB_NEXT_VERSION"]
 SEED = int(os.environ.get("VM_SEED") or (time.time_ns() % 1_000_000))
 REPLUGS = 20 if FULL else 3
 POWER_CUTS = 20 if FULL else 1
-BOOT_TIMEOUT = 240
+# Under no other load the guest boots in 20-60 s (vm-notes.md; FIGURE vm.boot_to_agent_s); on a
+# machine whose two cores are also compiling Swift it took 154 s, and its kernel reported soft
+# lockups from the vCPU being starved. Ten minutes before a boot counts as hung.
+BOOT_TIMEOUT = 600
 SOCK = "/run/itb-bridge/api.sock"
 DB = "/var/lib/itb-bridge/journal.sqlite"
 
@@ -62,7 +65,8 @@ def check(name, ok, detail=""):
     global passed
     if ok:
         passed += 1
-        print(f"ok - {name}" + (f" ({detail})" if detail else ""), flush=True)
+        short = " ".join(str(detail).split())
+        print(f"ok - {name}" + (f" ({short[:160]})" if short else ""), flush=True)
     else:
         failed.append(name)
         print(f"FAIL - {name}: {detail}", flush=True)
@@ -350,7 +354,7 @@ class VM:
                "-display", "none", "-no-user-config", "-nic", "none",
                "-serial", f"file:{RUN}/console.log",
                "-kernel", f"{CACHE}/vmlinuz", "-initrd", f"{CACHE}/initrd.img",
-               "-append", "root=/dev/vda rw console=ttyS0 panic=-1 loglevel=4",
+               "-append", "root=/dev/vda rw console=ttyS0 panic=-1 loglevel=4 mitigations=off",
                "-drive", f"file={RUN}/root.qcow2,format=qcow2,if=virtio",
                "-drive", f"file={RUN}/test.img,format=raw,if=virtio,readonly=on",
                "-device", "qemu-xhci,id=xhci",
@@ -470,14 +474,32 @@ FROM alarm_message m WHERE m.device = '{device}' ORDER BY m.alarm_id" """, 60)
     return rows
 
 
+# The one permission failure the daemon meets under the shipped unit, and why it is not the
+# sandbox: libdispatch (Swift's Dispatch) tries to raise a worker thread's priority (a lower nice
+# value) to imitate a quality-of-service class, which the kernel refuses to any user without
+# CAP_SYS_NICE (EACCES, errno 13; SystemCallFilter would answer EPERM). It changes nothing: the
+# thread keeps the default priority. Every other such line fails the test.
+KNOWN_HARMLESS = "Failed to set thread priority for worker thread"
+
+
 def sandbox_denials(vm, since_us):
-    """Kernel audit/seccomp lines and the daemon's error-or-worse entries since a moment."""
+    """Kernel audit/seccomp lines, the daemon's error-or-worse entries and any line of its output
+    that speaks of a refused permission, since a moment; and the count of KNOWN_HARMLESS lines."""
     kernel = journal_entries(vm, "-k", since_us)
     bad = [e.get("MESSAGE", "") for e in kernel
            if any(w in str(e.get("MESSAGE", "")).lower() for w in ("audit", "seccomp", "denied", "apparmor"))]
-    daemon = journal_entries(vm, "-u itb-bridged -p err", since_us)
-    bad += [e.get("MESSAGE", "") for e in daemon]
-    return bad
+    daemon = journal_entries(vm, "-u itb-bridged", since_us)
+    harmless = 0
+    for e in daemon:
+        message = str(e.get("MESSAGE", ""))
+        if KNOWN_HARMLESS in message and "errno=13" in message:
+            harmless += 1
+            continue
+        lowered = message.lower()
+        if int(e.get("PRIORITY", 6)) <= 3 or any(w in lowered for w in ("denied", "not permitted", "eperm", "eacces",
+                                                                       "errno=", "sigsys", "seccomp")):
+            bad.append(message)
+    return bad, harmless
 
 
 # --- the test --------------------------------------------------------------------------------
@@ -568,7 +590,8 @@ def run(vm):
     log("an alarm from the simulator to ACK stored, under the shipped sandbox")
     wait_for("the alarm's ACK stored", lambda: 1 in sim0.stored(), 90)
     check("alarm: the simulator got ACK stored", True)
-    denials = sandbox_denials(vm, since)
+    denials, harmless = sandbox_denials(vm, since)
+    figure("libdispatch_thread_priority_eacces_lines", harmless)
     check("sandbox: no denial, seccomp or audit line, no daemon error", not denials, "; ".join(map(str, denials))[:600])
     restarts = a.sh("systemctl show -p NRestarts --value itb-bridged").strip()
     check("sandbox: the daemon did not restart", restarts == "0", restarts)
@@ -586,17 +609,24 @@ def run(vm):
 
     # ---- unplug and replug --------------------------------------------------------------------
     log(f"unplug, then {REPLUGS} replugs")
-    lost_ms, reconnect_s = [], []
+    lost_ms, detect_ms, reconnect_s = [], [], []
     for i in range(REPLUGS + 1):
         since = guest_uptime_us(vm)
         vm.unplug(0)
         guest_until(vm, f"curl -s --unix-socket {SOCK} 'http://localhost/v1/alarms?active=true&device=PGM-VM-0001' "
                         "| jq -e '[.alarms[] | select(.code == \"link_lost\")] | length > 0' >/dev/null",
                     30, "the link_lost alarm")
+        # Both times from the guest's journal, on its monotonic clock: the kernel's "now disconnected"
+        # and the daemon's entry for the stored link_lost alarm (logged once it is fsynced in the
+        # journal); between them, the daemon's first entry about the link (LINK=): the detection.
         kernel = [e for e in journal_entries(vm, "-k", since) if "now disconnected from ttyUSB" in str(e.get("MESSAGE"))]
         bridge = journal_entries(vm, "-u itb-bridged ALARM_CODE=link_lost", since)
+        link = [e for e in journal_entries(vm, "-u itb-bridged", since) if e.get("LINK") and e.get("LINK") != "connected"]
         if kernel and bridge:
-            lost_ms.append((int(bridge[0]["__MONOTONIC_TIMESTAMP"]) - int(kernel[0]["__MONOTONIC_TIMESTAMP"])) / 1000)
+            t_kernel = int(kernel[0]["__MONOTONIC_TIMESTAMP"])
+            lost_ms.append((int(bridge[0]["__MONOTONIC_TIMESTAMP"]) - t_kernel) / 1000)
+            if link:
+                detect_ms.append((int(link[0]["__MONOTONIC_TIMESTAMP"]) - t_kernel) / 1000)
         else:
             check(f"unplug {i}: kernel disconnect and link_lost both in the journal", False,
                   f"kernel {len(kernel)}, link_lost {len(bridge)}")
@@ -608,6 +638,9 @@ def run(vm):
     if lost_ms:
         figure("unplug_to_link_lost_ms_max", f"{max(lost_ms):.0f}")
         figure("unplug_to_link_lost_ms_median", f"{sorted(lost_ms)[len(lost_ms) // 2]:.0f}")
+        figure("unplug_to_link_lost_ms_all", ",".join(f"{v:.0f}" for v in lost_ms))
+    if detect_ms:
+        figure("unplug_to_link_state_change_ms_all", ",".join(f"{v:.0f}" for v in detect_ms))
     check(f"unplug: link_lost raised within 1 s, every time ({len(lost_ms)} unplugs)",
           len(lost_ms) == REPLUGS + 1 and max(lost_ms) <= 1000, f"ms: {lost_ms}")
     figure("replugs", len(reconnect_s))
@@ -645,17 +678,34 @@ def run(vm):
     wait_for("a first ACK", lambda: sim_w.stored(), 60)
     pid = daemon_pid(vm)
     watchdog_s = float(a.sh("systemctl show -p WatchdogUSec --value itb-bridged").strip().rstrip("s") or 0)
-    t_stop = time.monotonic()
-    a.sh(f"kill -STOP {pid}")
+    since = guest_uptime_us(vm)
+    # The moment of the SIGSTOP on the guest's monotonic clock, which the journal's times use too.
+    t_stop = int(float(a.sh(f"kill -STOP {pid} && cut -d' ' -f1 /proc/uptime").strip()) * 1e6)
     guest_until(vm, f"p=$(systemctl show -p MainPID --value itb-bridged); [ \"$p\" != 0 ] && [ \"$p\" != {pid} ] "
                     "&& systemctl is-active --quiet itb-bridged", 180, "systemd to restart the stopped daemon")
-    restart_s = time.monotonic() - t_stop
-    figure("watchdog_sigstop_to_restarted_s", f"{restart_s:.1f}")
-    result = a.sh("journalctl -b -u itb-bridged --no-pager | grep -E 'Watchdog timeout|watchdog' | tail -3")
-    check("watchdog: systemd reported the watchdog timeout", "atchdog timeout" in result, result.strip())
-    # Detection at WatchdogSec, kill, RestartSec=5s: the new daemon must be up by WatchdogSec + RestartSec + slack.
-    check(f"watchdog: killed and restarted within WatchdogSec ({watchdog_s:.0f} s) + RestartSec (5 s)",
-          restart_s <= watchdog_s + 5 + 10, f"{restart_s:.1f} s")
+    manager = journal_entries(vm, "-u itb-bridged _PID=1", since)
+
+    def first(text, after=0):
+        return next((int(e["__MONOTONIC_TIMESTAMP"]) for e in manager
+                     if text in str(e.get("MESSAGE")) and int(e["__MONOTONIC_TIMESTAMP"]) > after), None)
+    t_timeout = first("Watchdog timeout")
+    t_failed = first("Failed with result 'watchdog'")
+    t_started = first("Started itb-bridged.service", t_failed or 0)
+    check("watchdog: systemd's watchdog fired and the unit failed with result 'watchdog'",
+          t_timeout is not None and t_failed is not None and t_started is not None,
+          "; ".join(str(e.get("MESSAGE")) for e in manager)[:600])
+    if t_timeout and t_failed and t_started:
+        stop_to_timeout = (t_timeout - t_stop) / 1e6
+        figure("watchdog_sigstop_to_timeout_s", f"{stop_to_timeout:.1f}")
+        figure("watchdog_timeout_to_killed_s", f"{(t_failed - t_timeout) / 1e6:.1f}")
+        figure("watchdog_killed_to_restarted_ready_s", f"{(t_started - t_failed) / 1e6:.1f}")
+        # The daemon pings every WatchdogSec/2; the last ping before the SIGSTOP is at most
+        # WatchdogSec/2 old, so systemd must act within WatchdogSec of the SIGSTOP. One second of
+        # slack for the timer of a software-emulated guest.
+        check(f"watchdog: systemd killed the stopped daemon within WatchdogSec ({watchdog_s:.0f} s)",
+              stop_to_timeout <= watchdog_s + 1, f"{stop_to_timeout:.1f} s")
+        check("watchdog: restarted after RestartSec (5 s), ready within 15 s of the kill",
+              (t_started - t_failed) / 1e6 <= 15, f"{(t_started - t_failed) / 1e6:.1f} s")
     wait_for("every watchdog-test alarm ACKed stored", lambda: len(sim_w.stored()) >= 20 and
              set(sim_w.issued()) <= sim_w.stored(), 180, interval=1)
     rows = alarm_rows(vm, "PGM-VM-WDOG")
@@ -685,7 +735,7 @@ def run(vm):
         issued_at_cut = len(sim.issued())
         vm.agent.wait_boot(t_cut)
         wait_for(f"cut {cut}: all {n_alarms} alarms ACKed stored after the reboot",
-                 lambda: len(sim.issued()) == n_alarms and set(sim.issued()) <= sim.stored(), 240, interval=1)
+                 lambda: len(sim.issued()) == n_alarms and set(sim.issued()) <= sim.stored(), BOOT_TIMEOUT, interval=1)
         recovered_s = time.monotonic() - t_cut
         rows = alarm_rows(vm, serial)
         missing = [i for i in sim.issued() if i not in rows]
@@ -744,7 +794,7 @@ def run(vm):
     fresh = int(a.sh(count_sql).strip())
     check("reinstall after purge: running with a new, empty journal", fresh == 0, str(fresh))
     # The whole run's denials, on this boot: none.
-    denials = sandbox_denials(vm, 0)
+    denials, _ = sandbox_denials(vm, 0)
     check("sandbox: no denial or daemon error in this boot's journal", not denials, "; ".join(map(str, denials))[:600])
     drops = {n: w.dropped for n, w in vm.wires.items()}
     figure("wire_bytes_dropped_while_unplugged_or_rebooting", json.dumps(drops).replace(" ", ""))

@@ -32,7 +32,7 @@ scale="${VM_TEST_SCALE:-short}"
 case "$scale" in short|full) ;; *) die "VM_TEST_SCALE must be short or full, not '$scale'" ;; esac
 [ "$(id -u)" -eq 0 ] || die "run as root: debootstrap, mkfs.ext4 -d of a root file system and chroot need it"
 
-ensure_packages "${PROJECT_PACKAGES[@]}" qemu-system-x86 qemu-utils debootstrap e2fsprogs dpkg-dev lintian man-db
+ensure_packages "${PROJECT_PACKAGES[@]}" "${PACKAGING_PACKAGES[@]}" "${VM_PACKAGES[@]}"
 
 # --- 2. the guest image ---------------------------------------------------------------------
 # What the guest has besides minbase. The package's dependencies are there already, as on a
@@ -133,7 +133,7 @@ if [ -z "$deb" ]; then
 fi
 if [ -z "$deb_next" ]; then
     bin="$(swift build -c release --static-swift-stdlib --scratch-path "${SCRATCH:-$root/.build-deb}" --show-bin-path)"
-    DEB_VERSION="${version}+vmtest1" ITB_BIN_DIR="$bin" bash scripts/build-deb.sh
+    LINT=0 DEB_VERSION="${version}+vmtest1" ITB_BIN_DIR="$bin" bash scripts/build-deb.sh
     deb_next="$root/dist/itb-bridge_${version}+vmtest1_amd64.deb"
 fi
 [ -f "$deb" ] && [ -f "$deb_next" ] || die "missing package: $deb or $deb_next"
@@ -147,7 +147,7 @@ mkdir -p "$run/testdisk"
 cp "$deb" "$run/testdisk/itb-bridge.deb"
 cp "$deb_next" "$run/testdisk/itb-bridge-next.deb"
 install -m 0755 scripts/vm-agent.sh "$run/testdisk/agent.sh"
-mkfs.ext4 -q -F -L vmtest -d "$run/testdisk" "$run/test.img" 64M
+mkfs.ext4 -q -F -L vmtest -d "$run/testdisk" "$run/test.img" 256M
 # The guest writes to a copy-on-write overlay; the cached image stays as built. (Not -snapshot:
 # the power cuts need what the guest wrote to survive the reset.)
 qemu-img create -q -f qcow2 -b "$cache/root.raw" -F raw "$run/root.qcow2"
