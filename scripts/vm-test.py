@@ -39,8 +39,9 @@ FULL = os.environ.get("VM_SCALE", "short") == "full"
 DEB_VERSION = os.environ["VM_DEB_VERSION"]
 DEB_NEXT_VERSION = os.environ["VM_DEB_NEXT_VERSION"]
 SEED = int(os.environ.get("VM_SEED") or (time.time_ns() % 1_000_000))
-REPLUGS = 20 if FULL else 3
-POWER_CUTS = 20 if FULL else 1
+# VM_REPLUGS and VM_POWER_CUTS override the scale's counts (a longer or shorter run by hand).
+REPLUGS = int(os.environ.get("VM_REPLUGS") or (20 if FULL else 3))
+POWER_CUTS = int(os.environ.get("VM_POWER_CUTS") or (20 if FULL else 1))
 # Under no other load the guest boots in 20-60 s (vm-notes.md; FIGURE vm.boot_to_agent_s); on a
 # machine whose two cores are also compiling Swift it took 154 s, and its kernel reported soft
 # lockups from the vCPU being starved. Ten minutes before a boot counts as hung.
@@ -486,8 +487,10 @@ def sandbox_denials(vm, since_us):
     """Kernel audit/seccomp lines, the daemon's error-or-worse entries and any line of its output
     that speaks of a refused permission, since a moment; and the count of KNOWN_HARMLESS lines."""
     kernel = journal_entries(vm, "-k", since_us)
+    # What the kernel logs when it refuses: an AppArmor denial, a seccomp action that is logged
+    # (audit type 1326), an LSM denial (type 1400). Not the boot's "AppArmor initialized".
     bad = [e.get("MESSAGE", "") for e in kernel
-           if any(w in str(e.get("MESSAGE", "")).lower() for w in ("audit", "seccomp", "denied", "apparmor"))]
+           if any(w in str(e.get("MESSAGE", "")) for w in ('apparmor="DENIED"', "type=1326", "type=1400", "avc:  denied"))]
     daemon = journal_entries(vm, "-u itb-bridged", since_us)
     harmless = 0
     for e in daemon:
@@ -507,6 +510,7 @@ def sandbox_denials(vm, since_us):
 def main():
     random.seed(SEED)
     log(f"vm-test: scale {'full' if FULL else 'short'}, {REPLUGS} replugs, {POWER_CUTS} power cuts, seed {SEED}")
+    figure("seed", SEED)
     vm = VM()
     try:
         run(vm)
@@ -704,8 +708,10 @@ def run(vm):
         # slack for the timer of a software-emulated guest.
         check(f"watchdog: systemd killed the stopped daemon within WatchdogSec ({watchdog_s:.0f} s)",
               stop_to_timeout <= watchdog_s + 1, f"{stop_to_timeout:.1f} s")
-        check("watchdog: restarted after RestartSec (5 s), ready within 15 s of the kill",
-              (t_started - t_failed) / 1e6 <= 15, f"{(t_started - t_failed) / 1e6:.1f} s")
+        # Then RestartSec=5s and a start to READY=1 (the journal opened, the socket published),
+        # which takes 1-2 s on an idle guest and up to 20 s on one starved of CPU.
+        check(f"watchdog: restarted and ready again within WatchdogSec ({watchdog_s:.0f} s) of the kill",
+              (t_started - t_failed) / 1e6 <= watchdog_s, f"{(t_started - t_failed) / 1e6:.1f} s")
     wait_for("every watchdog-test alarm ACKed stored", lambda: len(sim_w.stored()) >= 20 and
              set(sim_w.issued()) <= sim_w.stored(), 180, interval=1)
     rows = alarm_rows(vm, "PGM-VM-WDOG")

@@ -19,8 +19,9 @@
 #    FIGURE lines and, when everything passed, "vm-test: N passed, 0 failed".
 # Every wait has a timeout; QEMU and the simulators are stopped on exit, whatever happens.
 #
-# Environment: VM_TEST_SCALE (short|full), VM_SEED (the power cuts' random moments), VM_KEEP=1
-# (keep .vm/run/ with the console log and the guest disk after a run).
+# Environment: VM_TEST_SCALE (short|full), VM_SEED (the power cuts' random moments), VM_REPLUGS
+# and VM_POWER_CUTS (override the scale's counts), VM_KEEP=1 (keep .vm/run/ with the console log
+# and the guest disk after a run).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
