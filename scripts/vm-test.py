@@ -305,6 +305,8 @@ class Simulator:
         ready, _, _ = select.select([self.proc.stdout], [], [], 15)
         if not ready:
             raise Fatal(f"itbctl simulate ({name}) printed no pty path in 15 s")
+        with open(f"{RUN}/{name}.sim.pid", "w") as f:
+            f.write(f"{self.proc.pid}\n")  # for vm-test.sh's clean-up, should this process die
         self.pty = self.proc.stdout.readline().decode().strip()
         if not self.pty.startswith("/dev/"):
             raise Fatal(f"itbctl simulate ({name}) printed '{self.pty}', not a pty path")
@@ -327,6 +329,10 @@ class Simulator:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        try:
+            os.unlink(f"{RUN}/{self.name}.sim.pid")  # its pid may be another process's now
+        except FileNotFoundError:
+            pass
 
 
 def scenario_file(name, events, duration_days, volume=30000):
@@ -364,7 +370,8 @@ class VM:
                "-device", "virtio-serial-pci",
                "-chardev", f"socket,id=ctl,path={RUN}/ctl.sock,server=on,wait=off",
                "-device", "virtserialport,chardev=ctl,name=ctl",
-               "-qmp", f"unix:{RUN}/qmp.sock,server=on,wait=off"]
+               "-qmp", f"unix:{RUN}/qmp.sock,server=on,wait=off",
+               "-pidfile", f"{RUN}/qemu.pid"]
         self.qemu_log = open(f"{RUN}/qemu.log", "w")
         t0 = time.monotonic()
         self.qemu = subprocess.Popen(cmd, stdout=self.qemu_log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -417,6 +424,10 @@ class VM:
             if self.qemu.poll() is None:
                 os.killpg(self.qemu.pid, signal.SIGKILL)
                 self.qemu.wait(10)
+        try:
+            os.unlink(f"{RUN}/qemu.pid")
+        except FileNotFoundError:
+            pass
 
 
 # --- guest-side helpers ------------------------------------------------------------------------
@@ -508,6 +519,9 @@ def sandbox_denials(vm, since_us):
 # --- the test --------------------------------------------------------------------------------
 
 def main():
+    # SIGTERM (CI's time limit, Ctrl-C's cousin) unwinds through `finally`, so QEMU and the
+    # simulators are stopped; vm-test.sh also kills QEMU by its pid file if this process dies.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     random.seed(SEED)
     log(f"vm-test: scale {'full' if FULL else 'short'}, {REPLUGS} replugs, {POWER_CUTS} power cuts, seed {SEED}")
     figure("seed", SEED)
