@@ -530,6 +530,14 @@ def main():
         run(vm)
     except Fatal as e:
         check("the run completed", False, str(e))
+        # What the guest looks like at that moment, for the person reading CI's log.
+        try:
+            print("--- guest state at the failure", flush=True)
+            print(vm.agent.run("systemctl status --no-pager -n 0 itb-bridged; ls -la /dev/itb /dev/ttyUSB* 2>&1;"
+                               " journalctl -b --no-pager -n 60 -u itb-bridged -u systemd-udevd;"
+                               f" curl -s --max-time 5 --unix-socket {SOCK} http://localhost/v1/devices", 60)[1], flush=True)
+        except Exception as diag:
+            print(f"(no guest state: {diag})", flush=True)
     finally:
         vm.stop()
     if failed:

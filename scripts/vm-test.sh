@@ -153,6 +153,17 @@ mkfs.ext4 -q -F -L vmtest -d "$run/testdisk" "$run/test.img" 256M
 # the power cuts need what the guest wrote to survive the reset.)
 qemu-img create -q -f qcow2 -b "$cache/root.raw" -F raw "$run/root.qcow2"
 
+# Whatever happens to vm-test.py, no QEMU or simulator outlives this script.
+cleanup() {
+    local f pid
+    for f in "$run"/qemu.pid "$run"/*.sim.pid; do
+        [ -f "$f" ] || continue
+        pid="$(cat "$f" 2>/dev/null || true)"
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done
+}
+trap cleanup EXIT
+
 set +e
 VM_RUN="$run" VM_CACHE="$cache" VM_ITBCTL="$itbctl" VM_SCALE="$scale" \
     VM_DEB_VERSION="$(dpkg-deb -f "$deb" Version)" VM_DEB_NEXT_VERSION="$(dpkg-deb -f "$deb_next" Version)" \
