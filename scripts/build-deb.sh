@@ -109,6 +109,9 @@ done
 "$stage/usr/bin/itbctl" --version >/dev/null || die "the stripped itbctl does not run"
 "$stage/usr/bin/itb-bridged" --help >/dev/null || die "the stripped itb-bridged does not run"
 
+# The USB-serial drivers loaded at boot (the unit's DeviceAllow= needs their majors registered).
+install -d -m 0755 "$stage/usr/lib/modules-load.d"
+install -m 0644 systemd/itb-bridge.modules-load "$stage/usr/lib/modules-load.d/itb-bridge.conf"
 doc="$stage/usr/share/doc/itb-bridge"
 install -d -m 0755 "$stage/usr/share/man/man1" "$stage/usr/share/man/man8" \
     "$stage/usr/share/bash-completion/completions" "$stage/usr/share/zsh/vendor-completions" \
