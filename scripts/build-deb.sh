@@ -95,7 +95,13 @@ done
 
 # --- 3. the staged tree ---------------------------------------------------------------------
 echo "== staging"
-DESTDIR="$stage" PREFIX=/usr ITB_BIN_DIR="$bin" bash scripts/install.sh >/dev/null
+# The staged config is the shipped default (no `match` lines), so install.sh writes the shipped
+# udev rule (0403:6001) and warns about the generic FT232R: the package ships that default, and
+# postinst says how a site sets its own ids (README.md, "The Debian package").
+DESTDIR="$stage" PREFIX=/usr ITB_BIN_DIR="$bin" bash scripts/install.sh >"$tmp/install.log" 2>&1 \
+    || { cat "$tmp/install.log"; die "scripts/install.sh failed to stage (above)"; }
+cmp -s udev-rules/60-itb-programmer.rules "$stage/usr/lib/udev/rules.d/60-itb-programmer.rules" \
+    || die "the staged udev rule is not udev-rules/60-itb-programmer.rules"
 # Debian 12's layout (lintian's systemd-service-file-outside-lib and udev checks): units and
 # udev rules under /lib; sysusers.d under /usr/lib.
 mkdir -p "$stage/lib/systemd" "$stage/lib/udev"
