@@ -569,6 +569,13 @@ def run(vm):
     groups = a.sh("getent passwd itb-bridge; getent group itb-bridge itb-programmer").strip()
     check("apt install: sysusers created itb-bridge and itb-programmer (member itb-bridge)",
           "itb-programmer:x:" in groups and groups.rstrip().endswith(":itb-bridge"), groups)
+    check("apt install: postinst warns that the default matches any FT232R (no site ids yet)",
+          "generic FTDI FT232R" in out, out[-600:])
+    modes = [m.split() for m in a.sh(f"stat -c '%U %a %n' /var/lib/itb-bridge {DB} "
+                                     "/var/lib/itb-bridge/itb-bridged.lock").splitlines() if m.strip()]
+    check("apt install: state directory 0700, journal 0600 and the lock file, the daemon's user's",
+          [m[:2] for m in modes[:2]] == [["itb-bridge", "700"], ["itb-bridge", "600"]]
+          and len(modes) == 3 and modes[2][0] == "itb-bridge", "; ".join(" ".join(m) for m in modes))
     conffiles = a.sh("dpkg-query -W -f='${Conffiles}' itb-bridge").strip()
     check("apt install: /etc/itb-bridge/itb-bridged.conf is a conffile", "/etc/itb-bridge/itb-bridged.conf" in conffiles, conffiles)
     check("apt install: man pages and completions",
