@@ -28,5 +28,6 @@ BENCH_PACKAGES=(gpsd)
 # The Debian package (scripts/build-deb.sh): dpkg-shlibdeps, lintian, and man to check the pages.
 PACKAGING_PACKAGES=(dpkg-dev lintian man-db)
 # The Debian 12 guest (scripts/vm-test.sh): QEMU with software emulation, qemu-img for the
-# guest's copy-on-write disk, debootstrap for its root file system, mkfs.ext4 -d for the images.
-VM_PACKAGES=(qemu-system-x86 qemu-utils debootstrap e2fsprogs)
+# guest's copy-on-write disk, debootstrap for its root file system (with the archive keyring it
+# checks the mirror's Release file against: only recommended, so named), mkfs.ext4 -d for the images.
+VM_PACKAGES=(qemu-system-x86 qemu-utils debootstrap debian-archive-keyring e2fsprogs)
