@@ -612,6 +612,12 @@ def run(vm):
     check("plug-in: the daemon identifies the programmer (/v1/devices)",
           any(d.get("id") == "PGM-VM-0001" and d.get("link_state") == "connected" for d in devices.get("devices", devices)
               if isinstance(d, dict)), json.dumps(devices)[:400])
+    # The installed daemon carries its OpenAPI document (a first cut loaded it from a resource
+    # bundle that only exists in the build directory, and crashed on the first query).
+    document = api(vm, "/v1/openapi.json")
+    check("the installed daemon serves its OpenAPI document and answers a query (?active=true)",
+          str(document.get("openapi", "")).startswith("3.") and "alarms" in api(vm, "/v1/alarms?active=true"),
+          str(document)[:200])
     rc, out = a.run(f"runuser -u alice -- curl -sS --unix-socket {SOCK} http://localhost/v1/devices")
     check("a user in group itb-bridge reads /v1/devices", rc == 0 and "PGM-VM-0001" in out, out[:300])
     rc, out = a.run(f"runuser -u bob -- curl -sS -v --unix-socket {SOCK} http://localhost/v1/devices 2>&1")
