@@ -769,7 +769,10 @@ def run(vm):
         sim = vm.simulate(0, f"cut{cut}", serial, burst, accel=8640)  # one alarm every 0.2 s for 8 s
         vm.plug(0, "ITBVM0001")
         wait_for(f"cut {cut}: a first ACK", lambda: sim.stored(), 120)
-        time.sleep(random.uniform(0.0, 6.0))
+        # The cut falls inside the burst: after a random number of the alarms has been issued,
+        # with at least ten still to come (a random delay alone sometimes fell after the last).
+        at = random.randint(min(len(sim.issued()) + 1, n_alarms - 10), n_alarms - 10)
+        wait_for(f"cut {cut}: alarm {at} issued", lambda: len(sim.issued()) >= at, 120, interval=0.02)
         t_cut = vm.reset()
         time.sleep(1.0)  # ACKs that were on their way before the cut
         acked_before = sim.stored()
