@@ -26,8 +26,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 . scripts/lib.sh
-# ITB_SKIP_VM_TEST=1 skips step 7, for a developer's quick run (it needs root and takes about
-# half an hour on two cores). CI (.ci/run) never sets it: the vm-test is part of the suite.
+# ITB_SKIP_VM_TEST=1 skips step 7, for a developer's quick run (it needs root and took 40-45
+# minutes on two shared cores, the release build included: BENCHMARKS.md). CI (.ci/run) never sets it: the vm-test is part of the suite.
 skip_vm="${ITB_SKIP_VM_TEST:-0}"
 if [ "$skip_vm" = 1 ]; then
     ensure_packages "${PROJECT_PACKAGES[@]}"
