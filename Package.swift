@@ -105,7 +105,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
-            resources: [.copy("Resources/openapi.json")],
+            // Embedded in the binary (PackageResources.openapi_json), not a resource bundle: a
+            // bundle is looked for beside the executable or in the build directory, so an
+            // installed itb-bridged (the Debian package, scripts/install.sh) found neither and
+            // crashed on its first request with a query (found in the Debian guest).
+            resources: [.embedInCode("Resources/openapi.json")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -25,3 +25,9 @@ PROJECT_PACKAGES=(python3 pkg-config bc libudev-dev libsqlite3-dev systemd)
 # `gpsd` section runs beside itb-bridged (it starts its own instance on a pty; the package's
 # service is not used).
 BENCH_PACKAGES=(gpsd)
+# The Debian package (scripts/build-deb.sh): dpkg-shlibdeps, lintian, and man to check the pages.
+PACKAGING_PACKAGES=(dpkg-dev lintian man-db)
+# The Debian 12 guest (scripts/vm-test.sh): QEMU with software emulation, qemu-img for the
+# guest's copy-on-write disk, debootstrap for its root file system (with the archive keyring it
+# checks the mirror's Release file against: only recommended, so named), mkfs.ext4 -d for the images.
+VM_PACKAGES=(qemu-system-x86 qemu-utils debootstrap debian-archive-keyring e2fsprogs)

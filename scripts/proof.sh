@@ -14,7 +14,9 @@
 #    same release daemon: SIGKILL x50, replug x200, line noise over 10^6 frames, API abuse, disk
 #    faults, permissions;
 # 5. runs schemathesis against the OpenAPI document at full size (scripts/schemathesis.sh);
-# 6. writes every `FIGURE` line, with the machine and the date, to .proof/report.txt and prints it.
+# 6. runs the Debian package's vm-test at full size (scripts/vm-test.sh: a Debian 12 guest under
+#    QEMU, 20 replugs, 20 power cuts during alarm bursts, the watchdog, the package life cycle);
+# 7. writes every `FIGURE` line, with the machine and the date, to .proof/report.txt and prints it.
 # Exits non-zero if any step fails; the report then says which.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -59,11 +61,14 @@ echo "== faults: schemathesis against the OpenAPI document"
 ITB_PROOF_SCALE=$scale ITB_DAEMON="$bin/itb-bridged" bash scripts/schemathesis.sh 2>&1 | tee "$out/schemathesis.log" \
     || failed+=("schemathesis")
 
+echo "== the Debian package in a Debian 12 guest: scripts/vm-test.sh at full size"
+VM_TEST_SCALE=$scale bash scripts/vm-test.sh 2>&1 | tee "$out/vm-test.log" || failed+=("vm-test")
+
 {
     echo "# itb-bridge proof run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (uncommitted changes)')"
     echo "# machine: $(nproc) x $(uname -m) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(swift --version 2>/dev/null | head -1)"
     echo "# command: scripts/proof.sh ${PROOF_BENCH_FLAGS:-}"
-    grep -h "^FIGURE " "$out/bench.log" "$out/pumps.log" "$out/faults.log" "$out/schemathesis.log" || true
+    grep -h "^FIGURE " "$out/bench.log" "$out/pumps.log" "$out/faults.log" "$out/schemathesis.log" "$out/vm-test.log" || true
     if [ ${#failed[@]} -gt 0 ]; then echo "# FAILED: ${failed[*]}"; fi
 } > "$out/report.txt"
 echo

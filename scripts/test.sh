@@ -14,17 +14,45 @@
 # 5. runs the example clinic tool against a daemon (scripts/check-example.sh);
 # 6. runs schemathesis against the daemon's own OpenAPI document, a short run (scripts/schemathesis.sh:
 #    no 5xx, status codes, response schemas and content types as documented);
-# 7. fuzzes the decoder with libFuzzer for FUZZ_SECONDS (default 60).
+# 7. builds the Debian package (release, static Swift runtime; lintian-clean) and runs the short
+#    vm-test: a Debian 12 guest under QEMU installs it, a hot-plugged emulated FTDI programmer
+#    starts the service through udev, an alarm crosses the sandbox, unplug/replug, two
+#    programmers, the watchdog, one power cut, the package's life cycle (scripts/vm-test.sh); the
+#    guest image is built in the background while steps 2-6 run (ITB_SKIP_VM_TEST=1 skips this
+#    step: for a developer's quick run only, never in CI);
+# 8. fuzzes the decoder with libFuzzer for FUZZ_SECONDS (default 60).
 # pipefail: a failing `swift test` fails the script even though its output goes through tee.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 . scripts/lib.sh
-ensure_packages "${PROJECT_PACKAGES[@]}"
+# ITB_SKIP_VM_TEST=1 skips step 7, for a developer's quick run (it needs root and took 40-45
+# minutes on two shared cores, the release build included: BENCHMARKS.md). CI (.ci/run) never sets it: the vm-test is part of the suite.
+skip_vm="${ITB_SKIP_VM_TEST:-0}"
+if [ "$skip_vm" = 1 ]; then
+    ensure_packages "${PROJECT_PACKAGES[@]}"
+else
+    # Everything the vm-test needs, now: the guest image is built in the background below, and no
+    # two apt-get runs may overlap.
+    ensure_packages "${PROJECT_PACKAGES[@]}" "${PACKAGING_PACKAGES[@]}" "${VM_PACKAGES[@]}"
+fi
 
 echo "== golden vectors are up to date"
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+image_pid=""
+cleanup() {
+    if [ -n "$image_pid" ] && kill -0 "$image_pid" 2>/dev/null; then kill -- -"$image_pid" 2>/dev/null || true; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+if [ "$skip_vm" != 1 ]; then
+    # The guest image (debootstrap from the Debian mirror, mostly waiting on the network and the
+    # disk) is made while the Swift tests run; step 7 waits for it. Cached in .vm/ for later runs.
+    set -m
+    bash scripts/vm-test.sh image > "$tmp/vm-image.log" 2>&1 &
+    image_pid=$!
+    set +m
+fi
 python3 protocol-spec/tools/make_vectors.py --out "$tmp/vectors.json" >/dev/null
 if ! cmp -s "$tmp/vectors.json" protocol-spec/vectors.json; then
     echo "protocol-spec/vectors.json differs from what protocol-spec/tools/make_vectors.py makes;"
@@ -52,12 +80,31 @@ bash scripts/check-example.sh
 echo "== schemathesis: the API against its OpenAPI document"
 bash scripts/schemathesis.sh
 
+vm_passed=0
+if [ "$skip_vm" = 1 ]; then
+    echo "== the Debian package in a Debian 12 guest: SKIPPED (ITB_SKIP_VM_TEST=1; CI runs it)"
+else
+    echo "== the Debian package in a Debian 12 guest (scripts/vm-test.sh, short)"
+    t0=$SECONDS
+    image_status=0
+    wait "$image_pid" || image_status=$?
+    image_pid=""
+    cat "$tmp/vm-image.log"
+    [ "$image_status" -eq 0 ] || { echo "the guest image could not be built (above)"; exit 1; }
+    echo "(waited $((SECONDS - t0)) s for the guest image)"
+    t0=$SECONDS
+    VM_TEST_SCALE=short bash scripts/vm-test.sh 2>&1 | tee "$tmp/vm-test.log"
+    echo "FIGURE ci.build_deb_and_vm_test_s $((SECONDS - t0))"
+    vm_passed="$(sed -n 's/^vm-test: \([0-9]*\) passed, 0 failed$/\1/p' "$tmp/vm-test.log")"
+    [ -n "$vm_passed" ] || { echo "vm-test did not pass"; exit 1; }
+fi
+
 echo "== fuzz the decoder"
 Fuzz/run.sh "${FUZZ_SECONDS:-60}"
 
 # One closing line that counts what ran: Swift Testing's "Test run with N tests" lines, less the
-# tests skipped in them, plus the vector check, the three systemd checks, the example tool check,
-# the schemathesis run and the fuzz run (which passed if we got here).
+# tests skipped in them, plus the vector check, the three systemd checks, the example tool check, the
+# schemathesis run, the vm-test's checks and the fuzz run (which passed if we got here).
 tests=$(grep -hoE "Test run with [0-9]+ tests" "$log" | grep -oE "[0-9]+" | paste -sd+ - | bc)
 skipped=$(grep -cE "Test \"[^\"]*\" skipped: " "$log" || true)
-echo "$((tests - skipped + 7)) passed, 0 failed, ${skipped} skipped"
+echo "$((tests - skipped + 7 + vm_passed)) passed, 0 failed, ${skipped} skipped"

@@ -51,6 +51,8 @@ public final class ProgrammerEndpoint: Sendable {
         var lastAnnouncement: ContinuousClock.Instant?
         var currentSession: PumpSession?
         var announcements = 0
+        var onAlarmSent: (@Sendable (Alarm) -> Void)?
+        var onAck: (@Sendable (Ack) -> Void)?
 
         /// Encodes `message` as the next frame and writes it.
         mutating func send(_ message: Message, flags: FrameFlags = []) throws(SerialPortError) {
@@ -133,6 +135,18 @@ public final class ProgrammerEndpoint: Sendable {
     public var currentSession: PumpSession? { line.withLock { $0.currentSession } }
     /// `PROGRAMMER_INFO` messages sent.
     public var announcements: Int { line.withLock { $0.announcements } }
+    /// Called with each new alarm when it is issued, just before its first transmission (not on
+    /// retransmissions), when set. It runs while the endpoint is locked: it must not call the endpoint.
+    public var onAlarmSent: (@Sendable (Alarm) -> Void)? {
+        get { line.withLock { $0.onAlarmSent } }
+        set { line.withLock { $0.onAlarmSent = newValue } }
+    }
+    /// Called with each ACK as it arrives, when set. It runs while the endpoint is locked: it must
+    /// not call the endpoint.
+    public var onAck: (@Sendable (Ack) -> Void)? {
+        get { line.withLock { $0.onAck } }
+        set { line.withLock { $0.onAck = newValue } }
+    }
 
     /// Creates a programmer on a new pseudo-terminal.
     public init(info: ProgrammerInfo, firstSequence: UInt32 = 0,
@@ -202,6 +216,7 @@ public final class ProgrammerEndpoint: Sendable {
                               transition: transition, detail: detail)
             line.pending[alarm.alarmID] = PendingAlarm(alarm: alarm, due: ContinuousClock.now + line.initialRetransmitDelay,
                                                        delay: line.initialRetransmitDelay, transmissions: 1)
+            line.onAlarmSent?(alarm)
             try line.send(.alarm(alarm))
             return alarm
         }
@@ -272,6 +287,7 @@ public final class ProgrammerEndpoint: Sendable {
                 switch message {
                 case .ack(let ack):
                     line.acks.append(ack)
+                    line.onAck?(ack)
                     if ack.ackedType == .alarm, ack.status == .stored { line.pending.removeValue(forKey: ack.alarmID) }
                 case .hostHeartbeat:
                     line.hostHeartbeats += 1

@@ -40,6 +40,12 @@ struct Simulate: ParsableCommand {
     @Option(help: ArgumentHelp("Write the ground truth (what each pump did) as JSON here.", valueName: "file"))
     var truth: String?
 
+    @Option(help: ArgumentHelp("The programmer serial it announces (default PGM-SIM-0001).", valueName: "serial"))
+    var programmerSerial: String?
+
+    @Option(help: ArgumentHelp("Append a line per alarm issued (`issued ID CODE`) and per ACK received (`ack ID stored|rejected`) to this file, flushed at once: what a test compares with the bridge's journal.", valueName: "path"))
+    var alarmLog: String?
+
     @Flag(help: "Exit when the scenario's duration has passed.")
     var exitAtEnd = false
 
@@ -49,6 +55,11 @@ struct Simulate: ParsableCommand {
     func validate() throws {
         guard (accel ?? 1) > 0 else { throw ValidationError("--accel must be positive") }
         guard intervalMs >= 10 else { throw ValidationError("--interval-ms must be at least 10") }
+        if let programmerSerial {
+            guard !programmerSerial.isEmpty, programmerSerial.utf8.count <= 16, programmerSerial.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                throw ValidationError("--programmer-serial must be 1 to 16 printable ASCII characters")
+            }
+        }
     }
 
     func run() throws {
@@ -94,6 +105,23 @@ struct Simulate: ParsableCommand {
             printError("simulate: \(error)")
             throw ExitCode(1)
         }
+        if let alarmLog {
+            let fd = open(alarmLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                printError("simulate: cannot open --alarm-log \(alarmLog): \(String(cString: strerror(errno)))")
+                throw ExitCode(1)
+            }
+            // One write(2) per line on an O_APPEND descriptor: a reader never sees half a line.
+            let append: @Sendable (String) -> Void = { line in
+                let bytes = Array((line + "\n").utf8)
+                _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            }
+            runner.endpoint.onAlarmSent = { alarm in append("issued \(alarm.alarmID) \(alarm.code.rawValue)") }
+            runner.endpoint.onAck = { ack in
+                guard ack.ackedType == .alarm else { return }
+                append("ack \(ack.alarmID) \(ack.status == .stored ? "stored" : "rejected")")
+            }
+        }
         let sources = onTerminationSignals { runner.stop() }
         defer { sources.forEach { $0.cancel() } }
         try writeStdout(Array((runner.slavePath + "\n").utf8))
@@ -114,6 +142,7 @@ struct Simulate: ParsableCommand {
         options.telemetryInterval = .milliseconds(intervalMs)
         options.stopAtEnd = exitAtEnd
         options.truthPath = truth
+        if let programmerSerial { options.programmer.programmerSerial = programmerSerial }
         return options
     }
 

@@ -290,14 +290,10 @@ public enum BridgeRoutes {
     }
 }
 
-/// The OpenAPI 3.1 document, shipped as a resource and kept in the repository
-/// (`Sources/ITBBridge/Resources/openapi.json`).
+/// The OpenAPI 3.1 document, kept in the repository (`Sources/ITBBridge/Resources/openapi.json`)
+/// and embedded in the binary at build time, so an installed daemon needs no file beside it.
 enum OpenAPIDocument {
-    static let bytes: [UInt8]? = {
-        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
-              let data = try? Data(contentsOf: url) else { return nil }
-        return [UInt8](data)
-    }()
+    static let bytes: [UInt8]? = PackageResources.openapi_json
 
     /// Each path template of the document (split into segments, `{name}` matching any one
     /// segment) with the methods it lists. The document is checked against the live routes by
