@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 public import ITBProtocol
 public import ITBSerial
 
@@ -400,12 +401,10 @@ public enum SimulationError: Error, CustomStringConvertible {
 }
 
 /// A stop request, visible across threads.
-final class StopFlag: @unchecked Sendable {
-    // @unchecked: guarded by its lock.
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 /// A small seeded generator, so a noisy run can be repeated exactly.
