@@ -47,6 +47,8 @@ let package = Package(
         .library(name: "ITBClient", targets: ["ITBClient"]),
         .library(name: "ITBSimulator", targets: ["ITBSimulator"]),
         .library(name: "ITBCapture", targets: ["ITBCapture"]),
+        .executable(name: "itb-forward", targets: ["itb-forward"]),
+        .library(name: "ITBForward", targets: ["ITBForward"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -60,6 +62,10 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        // itb-forward writes the journal into PostgreSQL (issue 16).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // NIOSSLContext: itb-forward's TLS to PostgreSQL (require, verify-full with a CA file).
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .target(name: "CCRC32C"),
@@ -143,6 +149,31 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // itb-forward's library: the forwarding rules as plain values (batching, position,
+        // back-off), the PostgreSQL schema and its migrations, the writer and the follower.
+        .target(
+            name: "ITBForward",
+            dependencies: [
+                "ITBClient",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Follows one bridge's /v1/events and writes every event into PostgreSQL exactly once.
+        .executableTarget(
+            name: "itb-forward",
+            dependencies: [
+                "ITBForward",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Helpers shared by the test targets (test targets cannot share sources); only tests use it.
         .target(
             name: "ITBTestSupport",
@@ -196,6 +227,15 @@ let package = Package(
         .testTarget(
             name: "ITBJSONTests",
             dependencies: ["ITBJSON", "ITBProtocol", "ITBTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ITBForwardTests",
+            dependencies: [
+                "ITBForward", "ITBClient", "ITBBridgeTestSupport", "ITBTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -9,16 +9,18 @@
 #   DESTDIR      staging root prepended to every path (default empty: the live system). With
 #                DESTDIR set nothing outside it is touched and root is not needed.
 #   SYSCONFDIR   configuration root (default /etc)
-#   ITB_BIN_DIR  directory holding already built itb-bridged and itbctl; when unset, the script
+#   ITB_BIN_DIR  directory holding already built itb-bridged, itbctl and itb-forward; when unset, the script
 #                builds them with `swift build -c release`
 #
 # Layout (with PREFIX=/usr):
-#   /usr/bin/itb-bridged, /usr/bin/itbctl                          0755
+#   /usr/bin/itb-bridged, /usr/bin/itbctl, /usr/bin/itb-forward    0755
 #   /usr/lib/systemd/system/itb-bridged.service                   0644
+#   /usr/lib/systemd/system/itb-forward.service                   0644 (disabled: README, "Clinic-wide view")
 #   /usr/lib/sysusers.d/itb-bridge.conf                           0644
 #   /usr/lib/udev/rules.d/60-itb-programmer.rules                 0644
 #   /usr/share/doc/itb-bridge/README.md, itb-bridged.conf         0644 (the shipped default)
-#   /etc/itb-bridge/itb-bridged.conf                              0644, never overwritten
+#   /usr/share/doc/itb-bridge/itb-forward.conf                    0644 (the shipped default)
+#   /etc/itb-bridge/itb-bridged.conf, itb-forward.conf            0644, never overwritten
 # No tmpfiles.d entry is needed: the unit's RuntimeDirectory=, StateDirectory= and
 # ConfigurationDirectory= create /run/itb-bridge, /var/lib/itb-bridge and /etc/itb-bridge.
 #
@@ -43,15 +45,14 @@ sysusersdir="$DESTDIR$PREFIX/lib/sysusers.d"
 udevdir="$DESTDIR$PREFIX/lib/udev/rules.d"
 docdir="$DESTDIR$PREFIX/share/doc/itb-bridge"
 confdir="$DESTDIR$SYSCONFDIR/itb-bridge"
-config="$confdir/itb-bridged.conf"
 
 # Every file install lays down except the config, for uninstall to remove.
 files=(
-    "$bindir/itb-bridged" "$bindir/itbctl"
-    "$unitdir/itb-bridged.service"
+    "$bindir/itb-bridged" "$bindir/itbctl" "$bindir/itb-forward"
+    "$unitdir/itb-bridged.service" "$unitdir/itb-forward.service"
     "$sysusersdir/itb-bridge.conf"
     "$udevdir/60-itb-programmer.rules"
-    "$docdir/README.md" "$docdir/itb-bridged.conf"
+    "$docdir/README.md" "$docdir/itb-bridged.conf" "$docdir/itb-forward.conf"
 )
 
 live() { [ -z "$DESTDIR" ]; }
@@ -63,7 +64,7 @@ do_install() {
         (cd "$root" && swift build -c release)
         bin="$(cd "$root" && swift build -c release --show-bin-path)"
     fi
-    for exe in itb-bridged itbctl; do
+    for exe in itb-bridged itbctl itb-forward; do
         if [ ! -x "$bin/$exe" ]; then
             echo "install.sh: $bin/$exe is missing or not executable; build it (swift build -c release) or set ITB_BIN_DIR" >&2
             exit 1
@@ -77,13 +78,19 @@ do_install() {
     done
     install -m 0755 "$bin/itb-bridged" "$bindir/itb-bridged"
     install -m 0755 "$bin/itbctl" "$bindir/itbctl"
-    # The unit names the binary and the config by their installed paths.
-    sed -e "s|/usr/bin/itb-bridged|$PREFIX/bin/itb-bridged|g" \
-        -e "s|/etc/itb-bridge/|$SYSCONFDIR/itb-bridge/|g" \
-        -e "s|file:/usr/share/doc/itb-bridge/|file:$PREFIX/share/doc/itb-bridge/|g" \
-        "$root/systemd/itb-bridged.service" > "$unitdir/itb-bridged.service.tmp"
-    chmod 0644 "$unitdir/itb-bridged.service.tmp"
-    mv "$unitdir/itb-bridged.service.tmp" "$unitdir/itb-bridged.service"
+    install -m 0755 "$bin/itb-forward" "$bindir/itb-forward"
+    # The units name the binaries and the configs by their installed paths. itb-forward's unit is
+    # installed, not enabled: it needs a PostgreSQL to be configured first.
+    local unit
+    for unit in itb-bridged itb-forward; do
+        sed -e "s|/usr/bin/itb-bridged|$PREFIX/bin/itb-bridged|g" \
+            -e "s|/usr/bin/itb-forward|$PREFIX/bin/itb-forward|g" \
+            -e "s|/etc/itb-bridge/|$SYSCONFDIR/itb-bridge/|g" \
+            -e "s|file:/usr/share/doc/itb-bridge/|file:$PREFIX/share/doc/itb-bridge/|g" \
+            "$root/systemd/$unit.service" > "$unitdir/$unit.service.tmp"
+        chmod 0644 "$unitdir/$unit.service.tmp"
+        mv "$unitdir/$unit.service.tmp" "$unitdir/$unit.service"
+    done
     install -m 0644 "$root/systemd/itb-bridge.sysusers" "$sysusersdir/itb-bridge.conf"
     # The site's own adapter ids are set in one place, the config's `match` lines; the udev rule
     # is made from them (each install), so the rule and the daemon cannot disagree.
@@ -94,11 +101,15 @@ do_install() {
     mv "$udevdir/60-itb-programmer.rules.tmp" "$udevdir/60-itb-programmer.rules"
     install -m 0644 "$root/README.md" "$docdir/README.md"
     install -m 0644 "$root/systemd/itb-bridged.conf" "$docdir/itb-bridged.conf"
-    if [ -e "$config" ]; then
-        echo "kept the existing $config (the shipped default is $docdir/itb-bridged.conf)"
-    else
-        install -m 0644 "$root/systemd/itb-bridged.conf" "$config"
-    fi
+    install -m 0644 "$root/systemd/itb-forward.conf" "$docdir/itb-forward.conf"
+    local name
+    for name in itb-bridged itb-forward; do
+        if [ -e "$confdir/$name.conf" ]; then
+            echo "kept the existing $confdir/$name.conf (the shipped default is $docdir/$name.conf)"
+        else
+            install -m 0644 "$root/systemd/$name.conf" "$confdir/$name.conf"
+        fi
+    done
 
     if [ -z "$matches" ]; then
         warn_generic_adapter
@@ -171,17 +182,21 @@ WARN
 
 do_uninstall() {
     if systemd_running; then
+        systemctl disable --now itb-forward.service 2>/dev/null || true
         systemctl disable --now itb-bridged.service 2>/dev/null || true
     fi
     rm -f "${files[@]}"
-    # The config goes only when it is still the shipped default: local edits are kept.
-    if [ -e "$config" ]; then
-        if cmp -s "$config" "$root/systemd/itb-bridged.conf"; then
-            rm -f "$config"
-        else
-            echo "kept $config: it has local changes"
+    # A config goes only when it is still the shipped default: local edits are kept.
+    local name
+    for name in itb-bridged itb-forward; do
+        if [ -e "$confdir/$name.conf" ]; then
+            if cmp -s "$confdir/$name.conf" "$root/systemd/$name.conf"; then
+                rm -f "$confdir/$name.conf"
+            else
+                echo "kept $confdir/$name.conf: it has local changes"
+            fi
         fi
-    fi
+    done
     rmdir "$docdir" "$confdir" 2>/dev/null || true
     if live; then
         systemd_running && systemctl daemon-reload

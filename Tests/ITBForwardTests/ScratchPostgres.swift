@@ -1,0 +1,107 @@
+// A real PostgreSQL for itb-forward's tests: scripts/pg-scratch.sh (the fleet test's own) starts a
+// throw-away cluster on a Unix socket in a scratch directory.
+
+import Foundation
+import ITBForward
+import ITBTestSupport
+import Logging
+import PostgresNIO
+
+/// A PostgreSQL cluster of the test's own, reached by its Unix socket as `postgres`.
+///
+/// `Sendable` for real: immutable; the cluster is driven by the script, one call at a time.
+final class ScratchPostgres: Sendable {
+    let directory: ScratchDirectory
+    let socketDirectory: String
+
+    /// The repository's root (this file is Tests/ITBForwardTests/ScratchPostgres.swift).
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// Whether Debian's PostgreSQL is installed (scripts/test.sh installs it).
+    static var isInstalled: Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).contains {
+            FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/\($0)/bin/initdb")
+        }
+    }
+
+    /// Starts a new cluster.
+    init(name: String) async throws {
+        directory = try ScratchDirectory("pg-\(name)")
+        socketDirectory = directory.path + "/socket"
+        try await script("start")
+    }
+
+    /// The URL itb-forward is given.
+    var url: String { "postgresql://postgres@/postgres?host=\(socketDirectory)" }
+
+    /// The location of ``url``.
+    var location: PostgresLocation { get throws { try PostgresLocation(url: url) } }
+
+    /// Crashes the server (immediate shutdown) and starts it again.
+    func restart() async throws { try await script("restart") }
+
+    /// Crashes the server and leaves it down.
+    func crash() async throws { try await script("crash") }
+
+    /// Starts the server again.
+    func start() async throws { try await script("start") }
+
+    /// Stops the server and removes its directory.
+    func shutdown() async {
+        try? await script("stop")
+        directory.remove()
+    }
+
+    /// A connection of the test's own, to check what was written.
+    func connect() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(
+            configuration: .init(unixSocketPath: socketDirectory + "/.s.PGSQL.5432", username: "postgres", password: nil, database: "postgres"),
+            id: 99, logger: Logger(label: "test-postgres"))
+    }
+
+    /// A writer for `bridgeID`, connected.
+    func writer(bridgeID: String) async throws -> PostgresWriter {
+        try await PostgresWriter.connect(try location, tls: .disable, caFile: nil, password: nil, bridgeID: bridgeID,
+                                         logger: Logger(label: "test-writer"))
+    }
+
+    private func script(_ command: String) async throws {
+        let path = directory.path
+        let (status, output) = try await blocking { () throws -> (Int32, String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = [Self.root + "/scripts/pg-scratch.sh", command, path]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        guard status == 0 else { throw HarnessError("pg-scratch.sh \(command) failed (\(status)): \(output)") }
+    }
+}
+
+extension PostgresConnection {
+    /// The first column of the first row of `sql`, as `T`.
+    func scalar<T: PostgresDecodable & Sendable>(_ sql: String, as type: T.Type = T.self) async throws -> T? {
+        for try await value in try await query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test-postgres")).decode(T.self) {
+            return value
+        }
+        return nil
+    }
+}
+
+/// Runs `body` with a cluster of its own, stopped and removed afterwards whatever happens.
+func withScratchPostgres<T: Sendable>(_ name: String, _ body: (ScratchPostgres) async throws -> T) async throws -> T {
+    let postgres = try await ScratchPostgres(name: name)
+    do {
+        let result = try await body(postgres)
+        await postgres.shutdown()
+        return result
+    } catch {
+        await postgres.shutdown()
+        throw error
+    }
+}
