@@ -18,8 +18,10 @@ ensure_packages() {
 
 # The Debian packages the build and the tests need. systemd: systemd-analyze and systemd-sysusers,
 # which check the shipped unit and sysusers file (scripts/check-systemd.sh); they work without
-# systemd running as PID 1.
-PROJECT_PACKAGES=(python3 pkg-config bc libudev-dev libsqlite3-dev systemd)
+# systemd running as PID 1. postgresql: the server (initdb, pg_ctl, psql) that itb-forward's tests
+# and the fleet test start as clusters of their own (scripts/pg-scratch.sh); curl: the fleet test
+# asks the bridges for their health.
+PROJECT_PACKAGES=(python3 pkg-config bc libudev-dev libsqlite3-dev systemd postgresql curl)
 
 # The Debian packages the live benchmark needs beyond the build's: gpsd, which itb-live-bench's
 # `gpsd` section runs beside itb-bridged (it starts its own instance on a pty; the package's

@@ -14,9 +14,11 @@
 #    same release daemon: SIGKILL x50, replug x200, line noise over 10^6 frames, API abuse, disk
 #    faults, permissions;
 # 5. runs schemathesis against the OpenAPI document at full size (scripts/schemathesis.sh);
-# 6. runs the Debian package's vm-test at full size (scripts/vm-test.sh: a Debian 12 guest under
+# 6. the clinic-wide view: the fleet test's long form (five bridges, a 10-minute clinic week,
+#    scripts/check-fleet.sh) and itb-forward's catch-up and throughput (scripts/bench-forward.sh);
+# 7. runs the Debian package's vm-test at full size (scripts/vm-test.sh: a Debian 12 guest under
 #    QEMU, 20 replugs, 20 power cuts during alarm bursts, the watchdog, the package life cycle);
-# 7. writes every `FIGURE` line, with the machine and the date, to .proof/report.txt and prints it.
+# 8. writes every `FIGURE` line, with the machine and the date, to .proof/report.txt and prints it.
 # Exits non-zero if any step fails; the report then says which.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,6 +36,7 @@ failed=()
 echo "== release builds"
 swift build -c release --product itb-bridged
 swift build -c release --product itbctl
+swift build -c release --product itb-forward
 swift build -c release --package-path Benchmarks --product itb-live-bench
 bin="$(swift build -c release --show-bin-path)"
 bench="$(swift build -c release --package-path Benchmarks --show-bin-path)/itb-live-bench"
@@ -61,6 +64,11 @@ echo "== faults: schemathesis against the OpenAPI document"
 ITB_PROOF_SCALE=$scale ITB_DAEMON="$bin/itb-bridged" bash scripts/schemathesis.sh 2>&1 | tee "$out/schemathesis.log" \
     || failed+=("schemathesis")
 
+echo "== the clinic-wide view: the fleet test, long form, and itb-forward's figures"
+FLEET_PLAY_SECONDS=600 bash scripts/check-fleet.sh "$bin" 2>&1 | tee "$out/fleet.log" || failed+=("fleet test")
+BENCH_PLAY_SECONDS=120 BENCH_INTERVAL_MS=20 BENCH_COPIES=4 bash scripts/bench-forward.sh "$bin" 2>&1 | tee "$out/forward.log" \
+    || failed+=("bench-forward")
+
 echo "== the Debian package in a Debian 12 guest: scripts/vm-test.sh at full size"
 VM_TEST_SCALE=$scale bash scripts/vm-test.sh 2>&1 | tee "$out/vm-test.log" || failed+=("vm-test")
 
@@ -69,6 +77,7 @@ VM_TEST_SCALE=$scale bash scripts/vm-test.sh 2>&1 | tee "$out/vm-test.log" || fa
     echo "# machine: $(nproc) x $(uname -m) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(swift --version 2>/dev/null | head -1)"
     echo "# command: scripts/proof.sh ${PROOF_BENCH_FLAGS:-}"
     grep -h "^FIGURE " "$out/bench.log" "$out/pumps.log" "$out/faults.log" "$out/schemathesis.log" "$out/vm-test.log" || true
+    grep -h "^bench-forward: \|^fleet-verify: \|^check-fleet: passed" "$out/fleet.log" "$out/forward.log" || true
     if [ ${#failed[@]} -gt 0 ]; then echo "# FAILED: ${failed[*]}"; fi
 } > "$out/report.txt"
 echo

@@ -11,7 +11,8 @@
 # 4. checks the shipped systemd unit and sysusers file with systemd's tools: `systemd-analyze
 #    verify`, `systemd-sysusers --root`, and `systemd-analyze security` exposure at most 2.0
 #    (scripts/check-systemd.sh);
-# 5. runs the example clinic tool against a daemon (scripts/check-example.sh);
+# 5. runs the example clinic tool against a daemon (scripts/check-example.sh), and the fleet test:
+#    five bridges forwarding into a PostgreSQL of its own through faults (scripts/check-fleet.sh);
 # 6. runs schemathesis against the daemon's own OpenAPI document, a short run (scripts/schemathesis.sh:
 #    no 5xx, status codes, response schemas and content types as documented);
 # 7. builds the Debian package (release, static Swift runtime; lintian-clean) and runs the short
@@ -77,6 +78,9 @@ bash scripts/check-systemd.sh
 echo "== the example clinic tool against a daemon (examples/refill_worklist.py)"
 bash scripts/check-example.sh
 
+echo "== the fleet test: five bridges into PostgreSQL through faults (scripts/check-fleet.sh)"
+bash scripts/check-fleet.sh
+
 echo "== schemathesis: the API against its OpenAPI document"
 bash scripts/schemathesis.sh
 
@@ -103,8 +107,8 @@ echo "== fuzz the decoder"
 Fuzz/run.sh "${FUZZ_SECONDS:-60}"
 
 # One closing line that counts what ran: Swift Testing's "Test run with N tests" lines, less the
-# tests skipped in them, plus the vector check, the three systemd checks, the example tool check, the
-# schemathesis run, the vm-test's checks and the fuzz run (which passed if we got here).
+# tests skipped in them, plus the vector check, the three systemd checks, the example tool check,
+# the fleet test, the schemathesis run, the vm-test's checks and the fuzz run (which passed if we got here).
 tests=$(grep -hoE "Test run with [0-9]+ tests" "$log" | grep -oE "[0-9]+" | paste -sd+ - | bc)
 skipped=$(grep -cE "Test \"[^\"]*\" skipped: " "$log" || true)
-echo "$((tests - skipped + 7 + vm_passed)) passed, 0 failed, ${skipped} skipped"
+echo "$((tests - skipped + 8 + vm_passed)) passed, 0 failed, ${skipped} skipped"

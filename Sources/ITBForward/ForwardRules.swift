@@ -91,6 +91,11 @@ public struct StreamPosition: Hashable, Sendable {
         public var id: Int64
         /// The id it had to exceed.
         public var after: Int64
+        /// `id` came where an id above `after` was due.
+        public init(id: Int64, after: Int64) {
+            self.id = id
+            self.after = after
+        }
         public var description: String {
             "the bridge sent event \(id) after \(after): ids must ascend after Last-Event-ID; reconnecting from the committed position"
         }

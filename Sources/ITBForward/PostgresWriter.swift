@@ -1,6 +1,7 @@
 public import Logging
 import NIOSSL
 public import PostgresNIO
+import Synchronization
 
 /// One connection to PostgreSQL for one bridge: migrates the schema, reads the bridge's position,
 /// and writes batches of events with the new position in the same statement, so that a batch is
@@ -57,6 +58,53 @@ public struct PostgresWriter: Sendable {
         }
     }
 
+    /// The longest one statement may take before the connection is given up as dead.
+    static let statementTimeout: Duration = .seconds(60)
+
+    /// Runs `body` on the connection, or throws at once if the connection is closed, or after
+    /// ``statementTimeout``. PostgresNIO 1.33 drops a query sent on a channel that has just
+    /// closed (the server crashed) without ever failing it; a forwarder must not wait on it forever.
+    /// The abandoned wait, if any, stays parked on its leaked promise; the connection is closed.
+    private func guarded<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(ForwardError) -> T {
+        let connection = self.connection
+        guard !connection.isClosed else { throw .postgres("\(what): the connection was lost (the server stopped or restarted)") }
+        let resumed = Mutex<CheckedContinuation<Result<T, any Error>, Never>?>(nil)
+        // The first of the statement, the timeout and cancellation (SIGTERM) resumes the caller.
+        let finish: @Sendable (Result<T, any Error>) -> Bool = { result in
+            resumed.withLock { continuation in
+                guard let waiting = continuation else { return false }
+                waiting.resume(returning: result)
+                continuation = nil
+                return true
+            }
+        }
+        let result: Result<T, any Error> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                resumed.withLock { $0 = continuation }
+                if Task.isCancelled { _ = finish(.failure(CancellationError())) }
+                let timer = Task {
+                    try await Task.sleep(for: Self.statementTimeout)
+                    if finish(.failure(ForwardError.postgres("\(what): no answer in \(Self.statementTimeout); giving the connection up"))) {
+                        try? await connection.close()
+                    }
+                }
+                Task {
+                    let outcome: Result<T, any Error>
+                    do { outcome = .success(try await body(connection)) } catch { outcome = .failure(error) }
+                    timer.cancel()
+                    _ = finish(outcome)
+                }
+            }
+        } onCancel: {
+            _ = finish(.failure(CancellationError()))
+        }
+        do {
+            return try result.get()
+        } catch {
+            throw .postgres(error, doing: what)
+        }
+    }
+
     /// Closes the connection.
     public func close() async {
         try? await connection.close()
@@ -66,7 +114,8 @@ public struct PostgresWriter: Sendable {
     /// returns the schema version the database is at.
     @discardableResult
     public func migrate() async throws(ForwardError) -> Int {
-        do {
+        let logger = self.logger
+        return try await guarded("migrating the schema") { connection in
             try await connection.query("BEGIN", logger: logger)
             do {
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Schema.migrationLockKey))", logger: logger)
@@ -91,15 +140,14 @@ public struct PostgresWriter: Sendable {
                 _ = try? await connection.query("ROLLBACK", logger: logger)
                 throw error
             }
-        } catch {
-            throw .postgres(error, doing: "migrating the schema")
         }
     }
 
     /// The last event id written for this bridge (0 for a bridge never forwarded; its row is
     /// created).
     public func position() async throws(ForwardError) -> Int64 {
-        do {
+        let (logger, bridgeID) = (self.logger, self.bridgeID)
+        return try await guarded("reading the position of bridge `\(bridgeID)`") { connection in
             try await connection.query("""
                 INSERT INTO itb_forward_position (bridge_id, last_event_id) VALUES (\(bridgeID), 0) ON CONFLICT (bridge_id) DO NOTHING
                 """, logger: logger)
@@ -107,8 +155,6 @@ public struct PostgresWriter: Sendable {
                 return id
             }
             throw ForwardError.postgres("the position row of bridge `\(bridgeID)` vanished while it was read")
-        } catch {
-            throw .postgres(error, doing: "reading the position of bridge `\(bridgeID)`")
         }
     }
 
@@ -143,15 +189,11 @@ public struct PostgresWriter: Sendable {
             )
             SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM inserted)
             """
-        var moved: Int64 = 0
-        var inserted: Int64 = 0
-        do {
-            for try await (m, i) in try await connection.query(query, logger: logger).decode((Int64, Int64).self) {
-                moved = m
-                inserted = i
-            }
-        } catch {
-            throw .postgres(error, doing: "writing events \(ids.first!)…\(last) of bridge `\(bridgeID)`")
+        let logger = self.logger
+        let (moved, inserted) = try await guarded("writing events \(ids.first!)…\(last) of bridge `\(bridgeID)`") { connection in
+            var counts: (Int64, Int64) = (0, 0)
+            for try await row in try await connection.query(query, logger: logger).decode((Int64, Int64).self) { counts = row }
+            return counts
         }
         guard moved == 1 else { throw .positionMoved(bridgeID: bridgeID, expected: after) }
         guard inserted == count else {

@@ -11,8 +11,12 @@ import Synchronization
 
 /// A ``Forwarder`` running in a task of its own, until stopped (as SIGTERM stops itb-forward).
 final class RunningForwarder: Sendable {
+    /// The last committed position, shared with the forwarder's callback.
+    private final class Committed: Sendable {
+        let value = Mutex<Int64>(0)
+    }
     private let task: Task<Void, any Error>
-    private let committed = Mutex<Int64>(0)
+    private let committed = Committed()
 
     /// Starts forwarding the bridge at `socketPath` into `postgres` as `bridgeID`.
     init(socketPath: String, postgres: ScratchPostgres, bridgeID: String, batch: BatchRule = BatchRule()) throws {
@@ -25,12 +29,12 @@ final class RunningForwarder: Sendable {
         logger.logLevel = .warning
         let committed = self.committed
         let forwarder = Forwarder(settings: settings, logger: logger, backoff: Backoff(initial: .milliseconds(50), maximum: .milliseconds(500)),
-                                  onCommit: { position, _ in committed.withLock { $0 = position } })
+                                  onCommit: { position, _ in committed.value.withLock { $0 = position } })
         task = Task { try await forwarder.run() }
     }
 
     /// The last position it committed.
-    var position: Int64 { committed.withLock { $0 } }
+    var position: Int64 { committed.value.withLock { $0 } }
 
     /// Stops it and waits; a forwarder stopped at any instant leaves whole batches only.
     func stop() async throws {

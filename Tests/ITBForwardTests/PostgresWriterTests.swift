@@ -10,7 +10,6 @@ import Testing
 struct PostgresWriterTests {
     static func event(_ id: Int64, pump: String = "1-NGP104857H") -> JournalEvent {
         JournalEvent(id: id, type: "status", data: #"{"device":"PGM-1","pump":"\#(pump)","received_at":"2026-12-01T10:00:00.\#(String(format: "%03d", id % 1000))Z","daily_dose_ug":\#(id).5}"#)
-        }
     }
 
     @Test func fiveForwardersStartingAtOnceMigrateTheSchemaOnceAndAgainNotAtAll() async throws {
@@ -42,11 +41,11 @@ struct PostgresWriterTests {
             let writer = try await postgres.writer(bridgeID: "ws-1")
             try await writer.migrate()
             #expect(try await writer.position() == 0)
-            try await writer.write((1...3).map { Self.event($0) }, after: 0)
+            try await writer.write((1...3).map { PostgresWriterTests.event($0) }, after: 0)
             #expect(try await writer.position() == 3)
 
             // A bad event in the middle: the statement fails, neither rows nor position move.
-            var bad = (4...6).map { Self.event($0) }
+            var bad = (4...6).map { PostgresWriterTests.event($0) }
             bad[1].data = "{not json"
             await #expect(throws: ForwardError.self) { try await writer.write(bad, after: 3) }
             let check = try await postgres.connect()
@@ -56,14 +55,14 @@ struct PostgresWriterTests {
             // A forwarder that believes the position is elsewhere (another one writes under the same
             // bridge id) writes nothing.
             await #expect {
-                try await writer.write((4...6).map { Self.event($0) }, after: 1)
+                try await writer.write((4...6).map { PostgresWriterTests.event($0) }, after: 1)
             } throws: { error in
                 if case .positionMoved(bridgeID: "ws-1", expected: 1)? = error as? ForwardError { true } else { false }
             }
             #expect(try await check.scalar("SELECT count(*) FROM itb_event", as: Int64.self) == 3)
 
             // The columns taken from data.
-            try await writer.write([Self.event(4)], after: 3)
+            try await writer.write([PostgresWriterTests.event(4)], after: 3)
             #expect(try await check.scalar("SELECT programmer || ' ' || pump || ' ' || to_char(time AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') FROM itb_event WHERE event_id = 4",
                                            as: String.self) == "PGM-1 1-NGP104857H 10:00:00.004")
             #expect(try await check.scalar("SELECT events_forwarded FROM itb_forward_position WHERE bridge_id = 'ws-1'", as: Int64.self) == 4)
@@ -76,16 +75,16 @@ struct PostgresWriterTests {
         try await withScratchPostgres("crash") { postgres in
             let writer = try await postgres.writer(bridgeID: "ws-2")
             try await writer.migrate()
-            try await writer.write((1...500).map { Self.event($0) }, after: 0)
+            try await writer.write((1...500).map { PostgresWriterTests.event($0) }, after: 0)
             try await postgres.restart()
             await #expect {
-                try await writer.write([Self.event(501)], after: 500)
+                try await writer.write([PostgresWriterTests.event(501)], after: 500)
             } throws: { error in
                 if case .postgres? = error as? ForwardError { true } else { false }
             }
             let again = try await postgres.writer(bridgeID: "ws-2")
             #expect(try await again.position() == 500)
-            try await again.write([Self.event(501)], after: 500)
+            try await again.write([PostgresWriterTests.event(501)], after: 500)
             let check = try await postgres.connect()
             #expect(try await check.scalar("SELECT count(DISTINCT event_id) FROM itb_event WHERE bridge_id = 'ws-2'", as: Int64.self) == 501)
             await again.close()

@@ -2,6 +2,9 @@
 // throw-away cluster on a Unix socket in a scratch directory.
 
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import ITBForward
 import ITBTestSupport
 import Logging
@@ -67,19 +70,17 @@ final class ScratchPostgres: Sendable {
 
     private func script(_ command: String) async throws {
         let path = directory.path
-        let (status, output) = try await blocking { () throws -> (Int32, String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/bash")
-            process.arguments = [Self.root + "/scripts/pg-scratch.sh", command, path]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let output = path + ".\(command).out"
+        let line = "/bin/bash '\(Self.root)/scripts/pg-scratch.sh' \(command) '\(path)' >'\(output)' 2>&1"
+        // system(3), not Foundation's Process: Process.waitUntilExit never saw this script end
+        // (left a zombie) once the server it starts was running, in the test process on Linux.
+        let status = try await blocking { () -> Int32 in
+            let raw = system(line)
+            return raw == -1 ? -1 : (raw >> 8) & 0xFF
         }
-        guard status == 0 else { throw HarnessError("pg-scratch.sh \(command) failed (\(status)): \(output)") }
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: output)
+        guard status == 0 else { throw HarnessError("pg-scratch.sh \(command) failed (\(status)): \(text)") }
     }
 }
 
