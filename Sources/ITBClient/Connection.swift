@@ -172,14 +172,26 @@ struct ResponseReader: Sendable {
         }
     }
 
+    /// The offset of the first `needle` in `haystack`. Compares in place, without a copy per
+    /// candidate: an event stream replaying a journal calls it once per event on a buffer of many.
     static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
-        guard haystack.count >= needle.count else { return nil }
-        var i = 0
-        while i <= haystack.count - needle.count {
-            if haystack[i] == needle[0] && Array(haystack[i..<(i + needle.count)]) == needle { return i }
-            i += 1
+        let count = needle.count
+        guard count > 0, haystack.count >= count else { return nil }
+        return haystack.withUnsafeBufferPointer { h in
+            needle.withUnsafeBufferPointer { n in
+                let first = n[0]
+                var i = 0
+                while i <= h.count - count {
+                    if h[i] == first {
+                        var j = 1
+                        while j < count && h[i + j] == n[j] { j += 1 }
+                        if j == count { return i }
+                    }
+                    i += 1
+                }
+                return nil
+            }
         }
-        return nil
     }
 }
 

@@ -46,18 +46,24 @@ struct InstallScriptTests {
         let expected: [(String, UInt32)] = [
             ("/usr/bin/itb-bridged", 0o755),
             ("/usr/bin/itbctl", 0o755),
+            ("/usr/bin/itb-forward", 0o755),
             ("/usr/lib/systemd/system/itb-bridged.service", 0o644),
+            ("/usr/lib/systemd/system/itb-forward.service", 0o644),
             ("/usr/lib/sysusers.d/itb-bridge.conf", 0o644),
             ("/usr/lib/udev/rules.d/60-itb-programmer.rules", 0o644),
             ("/usr/share/doc/itb-bridge/README.md", 0o644),
             ("/usr/share/doc/itb-bridge/itb-bridged.conf", 0o644),
+            ("/usr/share/doc/itb-bridge/itb-forward.conf", 0o644),
             ("/etc/itb-bridge/itb-bridged.conf", 0o644),
+            ("/etc/itb-bridge/itb-forward.conf", 0o644),
         ]
         for (path, mode) in expected {
             #expect(Self.mode(root + path) == mode, "\(path): mode \(Self.mode(root + path).map { String($0, radix: 8) } ?? "missing"), wanted \(String(mode, radix: 8))")
         }
         let unit = try String(contentsOfFile: root + "/usr/lib/systemd/system/itb-bridged.service", encoding: .utf8)
         #expect(unit.contains("\nExecStart=/usr/bin/itb-bridged --config /etc/itb-bridge/itb-bridged.conf\n"))
+        let forwardUnit = try String(contentsOfFile: root + "/usr/lib/systemd/system/itb-forward.service", encoding: .utf8)
+        #expect(forwardUnit.contains("\nExecStart=/usr/bin/itb-forward --config /etc/itb-bridge/itb-forward.conf\n"))
         let built = try FileManager.default.attributesOfItem(atPath: try Self.binDirectory + "/itb-bridged")[.size] as? Int
         let copied = try FileManager.default.attributesOfItem(atPath: root + "/usr/bin/itb-bridged")[.size] as? Int
         #expect(built == copied)
