@@ -61,8 +61,8 @@ public struct PostgresWriter: Sendable {
     /// The longest one statement may take before the connection is given up as dead.
     static let statementTimeout: Duration = .seconds(60)
 
-    /// Runs `body` on the connection, or throws at once if the connection is closed, or after
-    /// ``statementTimeout``. PostgresNIO 1.33 drops a query sent on a channel that has just
+    /// Runs `body` on the connection, or throws at once if the connection is closed or closes
+    /// meanwhile, or after ``statementTimeout``. PostgresNIO 1.33 drops a query sent on a channel that has just
     /// closed (the server crashed) without ever failing it; a forwarder must not wait on it forever.
     /// The abandoned wait, if any, stays parked on its leaked promise; the connection is closed.
     private func guarded<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(ForwardError) -> T {
@@ -82,6 +82,11 @@ public struct PostgresWriter: Sendable {
             await withCheckedContinuation { continuation in
                 resumed.withLock { $0 = continuation }
                 if Task.isCancelled { _ = finish(.failure(CancellationError())) }
+                // The connection closing (the server crashed or restarted) ends the wait at once,
+                // also for a query PostgresNIO dropped unanswered.
+                connection.closeFuture.whenComplete { _ in
+                    _ = finish(.failure(ForwardError.postgres("\(what): the connection was lost (the server stopped or restarted)")))
+                }
                 let timer = Task {
                     try await Task.sleep(for: Self.statementTimeout)
                     if finish(.failure(ForwardError.postgres("\(what): no answer in \(Self.statementTimeout); giving the connection up"))) {

@@ -30,7 +30,7 @@ struct ForwarderTests {
                 try await daemon.connectProgrammer()
                 let driver = ProgrammerDriver(daemon.programmer)
                 driver.streamStatus(.init(interval: .milliseconds(2)) { distinctStatus($0) })
-                let check = try await postgres.connect()
+                try await postgres.withConnection { check in
                 // Small batches, so that the faults fall between and inside many of them.
                 let batch = BatchRule(maxEvents: 50, maxDelay: .milliseconds(20))
                 var forwarder = try RunningForwarder(socketPath: daemon.socketPath, postgres: postgres, bridgeID: "ws-a", batch: batch)
@@ -55,7 +55,7 @@ struct ForwarderTests {
                 let problems = try differences(journal: journal, forwarded: forwarded)
                 #expect(problems.isEmpty, "\(problems.prefix(10))")
                 #expect(journal.count > 600, "the bridge journaled \(journal.count) events")
-                try await check.close()
+                }
             } catch {
                 await daemon.shutdown()
                 throw error
@@ -84,7 +84,7 @@ struct ForwarderTests {
                 let ack = try await first.request("POST", "/v1/alarms/\(id)/acknowledge")
                 #expect(ack.status == 200, "\(ack.text)")
 
-                let check = try await postgres.connect()
+                try await postgres.withConnection { check in
                 for (daemon, bridgeID) in [(first, "ws-a"), (second, "ws-b")] {
                     let forwarder = try RunningForwarder(socketPath: daemon.socketPath, postgres: postgres, bridgeID: bridgeID)
                     try await waitUntilForwarded(check, bridgeID: bridgeID, client: daemon.client)
@@ -106,7 +106,7 @@ struct ForwarderTests {
                 #expect(transitions == "active,acknowledged")
                 #expect(try await check.scalar("SELECT count(*) FROM alarms WHERE pump = '1-NGP-SHARED' AND code = 'low_reservoir' AND state <> 'ended'",
                                                as: Int64.self) == 2, "both stay active alarms of the pump")
-                try await check.close()
+                }
             } catch {
                 await first.shutdown()
                 await second.shutdown()

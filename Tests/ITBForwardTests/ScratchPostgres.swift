@@ -106,3 +106,32 @@ func withScratchPostgres<T: Sendable>(_ name: String, _ body: (ScratchPostgres) 
         throw error
     }
 }
+
+extension ScratchPostgres {
+    /// Runs `body` with a connection of the test's own, closed afterwards whatever happens
+    /// (PostgresNIO traps on a connection dropped unclosed).
+    func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let connection = try await connect()
+        do {
+            let result = try await body(connection)
+            try? await connection.close()
+            return result
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    /// Runs `body` with a writer for `bridgeID`, closed afterwards whatever happens.
+    func withWriter<T: Sendable>(bridgeID: String, _ body: (PostgresWriter) async throws -> T) async throws -> T {
+        let writer = try await writer(bridgeID: bridgeID)
+        do {
+            let result = try await body(writer)
+            await writer.close()
+            return result
+        } catch {
+            await writer.close()
+            throw error
+        }
+    }
+}
