@@ -71,6 +71,7 @@ struct PostgresWriterTests {
         try await withScratchPostgres("crash") { postgres in
             try await postgres.withWriter(bridgeID: "ws-2") { writer in
                 try await writer.migrate()
+                #expect(try await writer.position() == 0)
                 try await writer.write(Self.events(1...500), after: 0)
                 try await postgres.restart()
                 await #expect {
