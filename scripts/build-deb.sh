@@ -5,7 +5,7 @@
 #   scripts/build-deb.sh                       # -> dist/itb-bridge_<VERSION>_amd64.deb
 #   DEB_VERSION=0.1.0+test1 scripts/build-deb.sh   # the same binaries under another version
 #
-# 1. builds itb-bridged and itbctl in release with the Swift runtime and Foundation linked
+# 1. builds itb-bridged, itbctl and itb-forward in release with the Swift runtime and Foundation linked
 #    statically (--static-swift-stdlib), so they run on a Debian 12 without Swift, and checks
 #    with ldd that no Swift library is needed;
 # 2. checks that the version strings in the Swift sources are VERSION's, and that the man pages
@@ -20,7 +20,7 @@
 # Environment:
 #   DEB_VERSION   package version (default: the VERSION file)
 #   DEB_OUT       output directory (default: dist/)
-#   ITB_BIN_DIR   use these prebuilt itb-bridged and itbctl instead of building (they must be
+#   ITB_BIN_DIR   use these prebuilt itb-bridged, itbctl and itb-forward instead of building (they must be
 #                 static-stdlib release builds; the ldd check still runs)
 #   SCRATCH       the Swift build's scratch path (default .build-deb)
 #   LINT=0        skip lintian (vm-test.sh's second package: the same files under another version)
@@ -59,12 +59,12 @@ bin="${ITB_BIN_DIR:-}"
 if [ -z "$bin" ]; then
     echo "== swift build -c release --static-swift-stdlib (scratch $scratch)"
     # One Swift build at a time on this machine (other worktrees build too).
-    for product in itb-bridged itbctl; do
+    for product in itb-bridged itbctl itb-forward; do
         flock /tmp/itb-swift-build.lock nice -n 5 swift build "${swift_flags[@]}" --product "$product"
     done
     bin="$(swift build "${swift_flags[@]}" --show-bin-path)"
 fi
-for exe in itb-bridged itbctl; do
+for exe in itb-bridged itbctl itb-forward; do
     [ -x "$bin/$exe" ] || die "$bin/$exe is missing"
     if ldd "$bin/$exe" | grep -Ei 'libswift|libFoundation|libdispatch|libBlocksRuntime|lib_Foundation|/opt/swift|not found'; then
         die "$exe needs the Swift runtime or Foundation at run time (above): build with --static-swift-stdlib"
@@ -86,6 +86,7 @@ check_options() { # PAGE HELP-TEXT WHAT
     [ ${#missing[@]} -eq 0 ] || die "man/$(basename "$page") lacks ${missing[*]} of $what --help: update the man page"
 }
 check_options man/itb-bridged.8 "$("$bin/itb-bridged" --help)" "itb-bridged"
+check_options man/itb-forward.8 "$("$bin/itb-forward" --help)" "itb-forward"
 subcommands="$("$bin/itbctl" --help | awk '/^SUBCOMMANDS:/{on=1; next} on && /^  [a-z]/{print $1}')"
 [ -n "$subcommands" ] || die "cannot read the subcommands from itbctl --help"
 for sub in $subcommands; do
@@ -109,11 +110,12 @@ mv "$stage/usr/lib/systemd/system" "$stage/lib/systemd/system"
 mv "$stage/usr/lib/udev/rules.d" "$stage/lib/udev/rules.d"
 rmdir "$stage/usr/lib/systemd" "$stage/usr/lib/udev"
 # dh_strip's flags: symbols and notes go; Swift's metadata sections stay (they are not symbols).
-for exe in itb-bridged itbctl; do
+for exe in itb-bridged itbctl itb-forward; do
     strip --remove-section=.comment --remove-section=.note --strip-unneeded "$stage/usr/bin/$exe"
 done
 "$stage/usr/bin/itbctl" --version >/dev/null || die "the stripped itbctl does not run"
 "$stage/usr/bin/itb-bridged" --help >/dev/null || die "the stripped itb-bridged does not run"
+"$stage/usr/bin/itb-forward" --help >/dev/null || die "the stripped itb-forward does not run"
 
 # The USB-serial drivers loaded at boot (the unit's DeviceAllow= needs their majors registered).
 install -d -m 0755 "$stage/usr/lib/modules-load.d"
@@ -125,6 +127,7 @@ install -d -m 0755 "$stage/usr/share/man/man1" "$stage/usr/share/man/man8" \
 date_rfc="$(date -u -d "@$SOURCE_DATE_EPOCH" '+%a, %d %b %Y %H:%M:%S +0000')"
 sed "s/@VERSION@/$version/" man/itb-bridged.8 | gzip -9n > "$stage/usr/share/man/man8/itb-bridged.8.gz"
 sed "s/@VERSION@/$version/" man/itbctl.1 | gzip -9n > "$stage/usr/share/man/man1/itbctl.1.gz"
+sed "s/@VERSION@/$version/" man/itb-forward.8 | gzip -9n > "$stage/usr/share/man/man8/itb-forward.8.gz"
 # bash-completion sources the file: no #! line (lintian: bash-completion-with-hashbang).
 "$stage/usr/bin/itbctl" --generate-completion-script bash | sed '1{/^#!/d}' > "$stage/usr/share/bash-completion/completions/itbctl"
 "$stage/usr/bin/itbctl" --generate-completion-script zsh > "$stage/usr/share/zsh/vendor-completions/_itbctl"
@@ -142,7 +145,7 @@ install -m 0644 packaging/debian/lintian-overrides "$stage/usr/share/lintian/ove
 echo "== DEBIAN/control (dpkg-shlibdeps)"
 mkdir -p "$tmp/shlib/debian"
 printf 'Source: itb-bridge\n\nPackage: itb-bridge\nArchitecture: amd64\n' > "$tmp/shlib/debian/control"
-depends="$(cd "$tmp/shlib" && dpkg-shlibdeps -O "$stage/usr/bin/itb-bridged" "$stage/usr/bin/itbctl" 2>&1 \
+depends="$(cd "$tmp/shlib" && dpkg-shlibdeps -O "$stage/usr/bin/itb-bridged" "$stage/usr/bin/itbctl" "$stage/usr/bin/itb-forward" 2>&1 \
     | sed -n 's/^shlibs:Depends=//p')"
 [ -n "$depends" ] || die "dpkg-shlibdeps computed no dependencies"
 # systemd-sysusers (postinst) and udevadm come from these; deb-systemd-helper from init-system-helpers.
@@ -151,7 +154,7 @@ install -d -m 0755 "$stage/DEBIAN"
 size="$(du -k -s --apparent-size "$stage" | cut -f1)"
 sed -e "s/@VERSION@/$version/" -e "s/@DEPENDS@/$depends/" -e "s/@INSTALLED_SIZE@/$size/" \
     packaging/debian/control.in > "$stage/DEBIAN/control"
-echo "/etc/itb-bridge/itb-bridged.conf" > "$stage/DEBIAN/conffiles"
+printf '/etc/itb-bridge/itb-bridged.conf\n/etc/itb-bridge/itb-forward.conf\n' > "$stage/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 0755 "packaging/debian/$s" "$stage/DEBIAN/$s"; done
 (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort \
     | xargs md5sum) > "$stage/DEBIAN/md5sums"

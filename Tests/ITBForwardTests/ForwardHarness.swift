@@ -58,7 +58,11 @@ func waitUntilForwarded(_ connection: PostgresConnection, bridgeID: String, clie
     var end: Int64 = 0
     while ContinuousClock.now < deadline {
         end = try await journalEnd(client)
-        position = try await connection.scalar("SELECT last_event_id FROM itb_forward_position WHERE bridge_id = '\(bridgeID)'", as: Int64.self) ?? -1
+        // The forwarder may not have created the schema yet.
+        let migrated = try await connection.scalar("SELECT to_regclass('itb_forward_position') IS NOT NULL", as: Bool.self) ?? false
+        if migrated {
+            position = try await connection.scalar("SELECT last_event_id FROM itb_forward_position WHERE bridge_id = '\(bridgeID)'", as: Int64.self) ?? -1
+        }
         if position >= end { return }
         try await Task.sleep(for: .milliseconds(50))
     }

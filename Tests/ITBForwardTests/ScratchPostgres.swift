@@ -118,6 +118,8 @@ extension ScratchPostgres {
             return result
         } catch {
             try? await connection.close()
+            // PSQLError's description hides the server's message; a failing test must show it.
+            if let error = error as? PSQLError { throw HarnessError(String(reflecting: error)) }
             throw error
         }
     }
