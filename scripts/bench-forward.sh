@@ -12,6 +12,8 @@
 #    position reaching the journal's newest event, and events per second.
 # 3. The same journal forwarded again under another bridge id, into a database that already
 #    holds it once (schema migrated, caches warm): events per second.
+# 4. Five forwarders at once under five bridge ids, the same journal: PostgreSQL's load with five
+#    bridges catching up together.
 # PostgreSQL's load: its CPU seconds (postmaster and reaped backends) during each catch-up.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -83,4 +85,31 @@ print(f'bench-forward: {\"$id\"}: {$rows} events in {s:.2f} s = {$rows / s:,.0f}
 }
 catch_up week-catch-up
 catch_up week-again
+
+# PostgreSQL's load with five bridges: five forwarders at once, each with its own bridge id,
+# catching up the same journal (five workstations back online together: the heaviest moment).
+catch_up_five() {
+    local cpu0 t0 t1 cpu1 i done_count fws=()
+    cpu0=$(pg_cpu)
+    t0=$(date +%s.%N)
+    for i in 1 2 3 4 5; do
+        "$bin/itb-forward" --socket "$tmp/api.sock" --postgres "postgresql://postgres@/postgres?host=$pg_socket" \
+            --bridge-id "five-$i" --log-level warning 2>>"$tmp/forward.log" &
+        fws+=($!)
+    done
+    while :; do
+        done_count=$(psql -c "SELECT count(*) FROM itb_forward_position WHERE bridge_id LIKE 'five-%' AND last_event_id >= $end")
+        [ "$done_count" -ge 5 ] && break
+        sleep 0.02
+    done
+    t1=$(date +%s.%N)
+    for i in "${fws[@]}"; do kill -TERM "$i"; wait "$i" 2>/dev/null || true; done
+    cpu1=$(pg_cpu)
+    local rows
+    rows=$(psql -c "SELECT count(*) FROM itb_event WHERE bridge_id LIKE 'five-%'")
+    python3 -c "
+s = $t1 - $t0
+print(f'bench-forward: five bridges at once: {$rows} events in {s:.2f} s = {$rows / s:,.0f} events/s together; PostgreSQL CPU {$cpu1 - $cpu0:.2f} s ({($cpu1 - $cpu0) / s * 100:.0f} % of one core)')"
+}
+catch_up_five
 psql -c "SELECT 'bench-forward: itb_event ' || pg_size_pretty(pg_total_relation_size('itb_event')) || ' for ' || count(*) || ' rows' FROM itb_event"
