@@ -45,6 +45,8 @@ sysusersdir="$DESTDIR$PREFIX/lib/sysusers.d"
 udevdir="$DESTDIR$PREFIX/lib/udev/rules.d"
 docdir="$DESTDIR$PREFIX/share/doc/itb-bridge"
 confdir="$DESTDIR$SYSCONFDIR/itb-bridge"
+# The daemon's config: its `match` lines make the udev rule (below).
+config="$confdir/itb-bridged.conf"
 
 # Every file install lays down except the config, for uninstall to remove.
 files=(
