@@ -65,7 +65,7 @@ public final class ClinicRunner: @unchecked Sendable {
     }
 
     /// Asks a running ``run()`` to finish (from any thread).
-    public func stop() { stopFlag.set() }
+    public func stop() { stopFlag.stop() }
 
     /// The pty path the bridge should open.
     public var slavePath: String { endpoint.pty.slavePath }
@@ -80,9 +80,9 @@ public final class ClinicRunner: @unchecked Sendable {
         defer { writeTruth() }
         try endpoint.announce()
         for visit in scenario.schedule {
-            if stopFlag.isSet { return }
+            if stopFlag.isStopped { return }
             try play(visit)
-            if stopFlag.isSet { return }
+            if stopFlag.isStopped { return }
             visitsPlayed += 1
             writeTruth()
             try idle(for: options.telemetryInterval * 2)
@@ -94,7 +94,7 @@ public final class ClinicRunner: @unchecked Sendable {
             try settle(timeout: .seconds(15))
             return
         }
-        while !stopFlag.isSet { try idle(for: options.telemetryInterval) }
+        while !stopFlag.isStopped { try idle(for: options.telemetryInterval) }
     }
 
     /// Writes the ground truth to `options.truthPath`, if set; a failure is reported on stderr and
@@ -140,7 +140,7 @@ public final class ClinicRunner: @unchecked Sendable {
             }
             try endpoint.heartbeat(uptimeS: uptime)
             try serviceLine(for: options.telemetryInterval)
-            if stopFlag.isSet { return }
+            if stopFlag.isStopped { return }
         }
         clinicSeconds = start + length
         pump.advance(to: clinicSeconds)
@@ -149,7 +149,7 @@ public final class ClinicRunner: @unchecked Sendable {
         // carries no pump serial, so one retransmitted during the next pump's session would be
         // read as that pump's.
         try settle(timeout: options.sessionAlarmWait)
-        if stopFlag.isSet { return }
+        if stopFlag.isStopped { return }
         try endpoint.endSession()
         truth.endSession(deviceTimeMs: deviceNowMs, clinicTimeMs: clinicMs)
     }
@@ -281,7 +281,7 @@ public final class ClinicRunner: @unchecked Sendable {
 
     private func serviceLine(for duration: Duration) throws {
         let deadline = ContinuousClock.now + duration
-        while ContinuousClock.now < deadline && !stopFlag.isSet {
+        while ContinuousClock.now < deadline && !stopFlag.isStopped {
             try endpoint.service(timeout: min(deadline - ContinuousClock.now, .milliseconds(20)))
         }
     }
@@ -292,7 +292,7 @@ public final class ClinicRunner: @unchecked Sendable {
     public func settle(timeout: Duration) throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         var lastHeartbeat = ContinuousClock.now
-        while !endpoint.pending.isEmpty && ContinuousClock.now < deadline && !stopFlag.isSet {
+        while !endpoint.pending.isEmpty && ContinuousClock.now < deadline && !stopFlag.isStopped {
             if ContinuousClock.now - lastHeartbeat >= options.telemetryInterval {
                 try endpoint.heartbeat(uptimeS: uptime)
                 lastHeartbeat = ContinuousClock.now

@@ -109,7 +109,7 @@ public final class SimulationRunner: @unchecked Sendable {
     }
 
     /// Asks a running ``run()`` to finish (from any thread).
-    public func stop() { stopFlag.set() }
+    public func stop() { stopFlag.stop() }
 
     /// The pty path the bridge should open now.
     public var slavePath: String { endpoint.pty.slavePath }
@@ -122,19 +122,19 @@ public final class SimulationRunner: @unchecked Sendable {
         try sendSession(.begin)
         var lastReal = ContinuousClock.now
         var round = 0
-        while !stopFlag.isSet {
+        while !stopFlag.isStopped {
             let now = ContinuousClock.now
             let dt = now - lastReal
             lastReal = now
             let realSeconds = Double(dt.components.seconds) + Double(dt.components.attoseconds) / 1e18
             advance(pumpSeconds: realSeconds * options.acceleration)
             try applyDueEvents()
-            if stopFlag.isSet { break }
+            if stopFlag.isStopped { break }
             try sendTelemetry(round: round)
             round += 1
             // Read ACKs and host heartbeats, retransmit alarms, until the next round.
             let next = now + options.telemetryInterval
-            while ContinuousClock.now < next && !stopFlag.isSet {
+            while ContinuousClock.now < next && !stopFlag.isStopped {
                 try endpoint.service(timeout: min(next - ContinuousClock.now, .milliseconds(20)))
             }
             if options.stopAtEnd && pumpSeconds >= scenario.durationDays * 86_400 {
@@ -162,7 +162,7 @@ public final class SimulationRunner: @unchecked Sendable {
     public func settle(timeout: Duration) throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         var lastHeartbeat = ContinuousClock.now - .seconds(1)
-        while !endpoint.pending.isEmpty && ContinuousClock.now < deadline && !stopFlag.isSet {
+        while !endpoint.pending.isEmpty && ContinuousClock.now < deadline && !stopFlag.isStopped {
             if ContinuousClock.now - lastHeartbeat >= options.telemetryInterval {
                 try endpoint.heartbeat(uptimeS: UInt32(min(Double(UInt32.max), pumpSeconds / options.acceleration)))
                 lastHeartbeat = ContinuousClock.now
@@ -400,11 +400,16 @@ public enum SimulationError: Error, CustomStringConvertible {
     }
 }
 
-/// A stop request, visible across threads.
-final class StopFlag: Sendable {
+/// A stop request, visible across threads: set once by one thread, read by the thread that runs
+/// (the simulator's runners, and the tests' helper threads).
+public final class StopFlag: Sendable {
     private let value = Atomic<Bool>(false)
-    func set() { value.store(true, ordering: .releasing) }
-    var isSet: Bool { value.load(ordering: .acquiring) }
+    /// A flag not yet set.
+    public init() {}
+    /// Sets the flag.
+    public func stop() { value.store(true, ordering: .releasing) }
+    /// Whether it was set.
+    public var isStopped: Bool { value.load(ordering: .acquiring) }
 }
 
 /// A small seeded generator, so a noisy run can be repeated exactly.

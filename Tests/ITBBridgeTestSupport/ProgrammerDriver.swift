@@ -8,17 +8,6 @@ public import ITBSimulator
 import ITBTestSupport
 import Synchronization
 
-/// Set once, read from any thread: tells a helper thread to stop.
-public final class StopFlag: Sendable {
-    private let value = Mutex(false)
-    /// A flag not yet set.
-    public init() {}
-    /// Sets the flag.
-    public func stop() { value.withLock { $0 = true } }
-    /// Whether it was set.
-    public var isStopped: Bool { value.withLock { $0 } }
-}
-
 /// A ``ProgrammerEndpoint`` serviced by a thread of its own: it answers the bridge (ACKs, host
 /// heartbeats, retransmissions), optionally streams `PUMP_STATUS` at a steady rate, and runs what
 /// the test hands it with ``perform(_:)`` between two services, so the endpoint is only ever used

@@ -1,5 +1,6 @@
 import Foundation
 import ITBClient
+import ITBSimulator
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import ITBBridge
 import ITBProtocol
+import ITBSimulator
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -74,11 +75,4 @@ struct BackupTests {
         }
         await daemon.shutdown()
     }
-}
-
-/// A flag another thread can set.
-final class StopFlag: Sendable {
-    private let value = Synchronization.Mutex(false)
-    func stop() { value.withLock { $0 = true } }
-    var isStopped: Bool { value.withLock { $0 } }
 }
