@@ -9,11 +9,14 @@ import Synchronization
 /// a subscriber that has seen id N has seen every event below N.
 ///
 /// Link threads call the blocking forms (``receiveNow(_:_:counters:)``, ``linkChangedNow(_:to:)``)
-/// directly: decode, rules, commit and publish on the thread that read the bytes, with no task or
-/// thread hop before the subscribers' event loops. An alarm is acknowledged as stored only after
-/// its commit, which is synchronous (fsynced); when the commit fails, the alarm is answered
-/// `rejected` and the programmer keeps retransmitting it, while live snapshots are still
-/// published (without an id). Async callers (the API, the main loop, replay, tests) use the
+/// directly: decode, rules and publish on the thread that read the bytes, with no task or thread
+/// hop before the subscribers' event loops. A step that yields snapshots only (status, reservoir)
+/// publishes them at once, with ids the journal assigns, and leaves their write to the journal's
+/// writer queue (``Journal/queueSnapshots(_:nowMs:)``), which commits them before any later
+/// write: the journal stays a prefix of what was published. Every other step commits first and
+/// publishes what was stored. An alarm is acknowledged as stored only after its commit, which is
+/// synchronous (fsynced); when the commit fails, the alarm is answered `rejected` and the
+/// programmer keeps retransmitting it, while live snapshots are still published (without an id). Async callers (the API, the main loop, replay, tests) use the
 /// async forms, which run the same step on a worker thread.
 public final class BridgeCore: Sendable {
     /// The configuration in force.
@@ -128,12 +131,23 @@ public final class BridgeCore: Sendable {
     @discardableResult
     private func step(_ decide: (inout BridgeRules, Int64) -> BridgeEffects) -> [AckInstruction] {
         owned.withLock { owned in
-            let effects = decide(&owned.rules, now())
+            let nowMs = now()
+            let effects = decide(&owned.rules, nowMs)
             if let counters = effects.counters { recordCounterDeltas(from: counters.before, to: counters.after) }
             for line in effects.logs {
                 logger.log(level: line.level, "\(line.message)", metadata: line.metadata.mapValues { .string($0) })
             }
-            let results = effects.journal.isEmpty ? [] : commit(effects.journal, &owned)
+            let results: [JournalOpResult]?
+            if effects.journal.isEmpty {
+                results = []
+            } else if owned.journalHealthy, let queued = journal.queueSnapshots(effects.journal, nowMs: nowMs) {
+                // Snapshots only: published now with their ids, written by the journal's writer
+                // queue right after (before any later write), off this thread.
+                for result in queued { for event in result.events { hub.publish(PublishedEvent(event)) } }
+                results = queued
+            } else {
+                results = commit(effects.journal, nowMs: nowMs, &owned)
+            }
             publishView(owned)
             return effects.acknowledgements(after: results)
         }
@@ -148,11 +162,11 @@ public final class BridgeCore: Sendable {
 
     /// Commits `ops`, publishes the resulting events in id order, and returns the results (nil on
     /// failure). Called under the lock.
-    private func commit(_ ops: [JournalOp], _ owned: inout Owned) -> [JournalOpResult]? {
+    private func commit(_ ops: [JournalOp], nowMs: Int64, _ owned: inout Owned) -> [JournalOpResult]? {
         let started = ContinuousClock.now
         let results: [JournalOpResult]
         do {
-            results = try journal.commitNow(ops, nowMs: now())
+            results = try journal.commitNow(ops, nowMs: nowMs)
         } catch {
             metrics.journalFailures.increment()
             if owned.journalHealthy || owned.lastJournalError != error.description {

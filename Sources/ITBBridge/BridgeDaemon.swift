@@ -95,6 +95,12 @@ public struct BridgeDaemon: Service {
         } catch SocketAddressError.unixDomainSocketPathTooLong {
             throw SocketListenError(path: socket.path, temporaryPath: socket.temporaryPath, errno: ENAMETOOLONG)
         }
+        // The snapshots published last are written and synced before the journal closes.
+        do {
+            try await journal.syncDeferred()
+        } catch {
+            logger.error("journal: the last snapshots could not be written at shutdown", metadata: ["error": "\(error)"])
+        }
         logger.notice("shutting down: API socket removed, journal closed")
     }
 }

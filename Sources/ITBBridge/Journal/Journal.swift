@@ -15,8 +15,14 @@ import Synchronization
 /// NORMAL`: written to the WAL (so they survive a crash of the daemon at once) but fsynced by the
 /// next synchronous commit, after ``maximumUnsyncedEvents`` events, or by ``syncDeferred()`` on the
 /// main loop's next pass (at most 5 s later). That keeps the disk's fsync latency out of the live status path.
-/// Event ids published but lost to a power cut are never reused: each start moves the event id
-/// sequence on by ``eventIDGapAtStart``, more than can ever be unsynced.
+///
+/// Snapshots may also be published before they are written at all (``queueSnapshots(_:nowMs:)``):
+/// the journal assigns their event ids at once and GRDB's writer queue commits them soon after,
+/// always before any later write, so the journal's events stay a prefix of the published ids.
+/// Every read waits for the queued snapshots first, so a reader sees everything published before
+/// it asked. Event ids published but lost to a crash or a power cut are never reused: at most
+/// ``maximumQueuedEvents`` + ``maximumUnsyncedEvents`` can be unwritten or unsynced, and each start
+/// moves the event id sequence on by ``eventIDGapAtStart``, more than that.
 public final class Journal: Sendable {
     /// The database file.
     public let path: String
@@ -32,12 +38,18 @@ public final class Journal: Sendable {
 
     /// At most this many events are committed without an fsync; the next commit is synchronous.
     public static let maximumUnsyncedEvents = 256
-    /// How far the event id sequence moves on at each start (greater than ``maximumUnsyncedEvents``).
+    /// At most this many snapshot events wait in the queue (published, not yet written); beyond
+    /// it ``queueSnapshots(_:nowMs:)`` refuses and the caller commits on its own thread.
+    public static let maximumQueuedEvents = 512
+    /// How far the event id sequence moves on at each start (greater than ``maximumQueuedEvents``
+    /// + ``maximumUnsyncedEvents``: every id a client may have seen and a crash lost).
     public static let eventIDGapAtStart: Int64 = 1024
 
     /// Events committed without an fsync since the last one. Only changed on GRDB's writer queue,
     /// right after the commit that changes it, so it stays in step with the commits themselves.
     private let unsynced = Mutex(0)
+    /// The snapshots published ahead of their write, and the last event id assigned.
+    let queue: Mutex<SnapshotQueue>
 
     /// Opens (creating and migrating as needed) `journal.sqlite` in `directory`.
     public init(directory: String) throws(JournalError) {
@@ -59,10 +71,19 @@ public final class Journal: Sendable {
             // it there is silently undone (the fault suite's disk test found this).
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try JournalSchema.migrator.migrate(pool)
-            try pool.write { db in
-                // Ids a client may have seen before a power cut lost them must not come back.
-                try db.execute(sql: "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'event'", arguments: [Self.eventIDGapAtStart])
+            let lastID = try pool.write { db in
+                // Ids a client may have seen before a crash or a power cut lost them must not come
+                // back: an existing sequence moves on. A new journal gets its sequence row now, so
+                // that its next start moves on too.
+                let existed = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'event')") ?? false
+                if existed {
+                    try db.execute(sql: "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'event'", arguments: [Self.eventIDGapAtStart])
+                } else {
+                    try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) SELECT 'event', COALESCE(MAX(id), 0) FROM event")
+                }
+                return try db.eventSequence()
             }
+            queue = Mutex(SnapshotQueue(lastEventID: lastID))
         } catch {
             throw .cannotOpen(path: path, reason: "\(error)")
         }
@@ -106,12 +127,18 @@ public final class Journal: Sendable {
     }
 
     /// Runs `body` on the writer connection, outside any transaction, not cancelled with the
-    /// calling task; on success the deferred commits count as synced (every caller ends with an
-    /// fsync of the WAL: a synchronous commit or a checkpoint).
+    /// calling task, after the queued snapshots are committed; on success the deferred commits
+    /// count as synced (every caller ends with an fsync of the WAL: a synchronous commit or a
+    /// checkpoint).
     private func writeUncancellable<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
             pool.asyncWriteWithoutTransaction { [self] db in
-                let result = Result { try body(db) }
+                let result = Result { () throws -> T in
+                    try commitQueued(db)
+                    let value = try body(db)
+                    try noteSequence(db)
+                    return value
+                }
                 if case .success = result { unsynced.withLock { $0 = 0 } }
                 continuation.resume(returning: result)
             }
@@ -124,28 +151,18 @@ public final class Journal: Sendable {
     }
 
     /// Runs `body` in one write transaction with the given durability, on the calling thread,
-    /// which it blocks until the commit (and, when synchronous, its fsync) is done. A `.deferred`
-    /// commit becomes synchronous once ``maximumUnsyncedEvents`` events are waiting for an fsync.
-    /// `events` is how many events the transaction stores. A deferred commit takes well under a
-    /// millisecond, and it is on the live status path: handing it to another thread and back
-    /// would cost more. Throws ``JournalError/writeFailed(_:)`` with SQLite's reason; nothing of
-    /// the transaction is kept.
+    /// which it blocks until the commit (and, when synchronous, its fsync) is done; the queued
+    /// snapshots are committed first, in a transaction of their own. A `.deferred` commit becomes
+    /// synchronous once ``maximumUnsyncedEvents`` events are waiting for an fsync. `events` is how
+    /// many events the transaction stores. Throws ``JournalError/writeFailed(_:)`` with SQLite's
+    /// reason; nothing of the transaction is kept (nor of the queued snapshots, which stay queued).
     func writeNow<T>(_ durability: Durability, events: Int, _ body: (Database) throws -> T) throws(JournalError) -> T {
-        let deferred = durability == .deferred && unsynced.withLock { $0 + events <= Self.maximumUnsyncedEvents }
         do {
             return try pool.writeWithoutTransaction { db in
-                if deferred { try db.executeCached("PRAGMA synchronous = NORMAL") }
-                defer { if deferred { try? db.executeCached("PRAGMA synchronous = FULL") } }
-                var value: T?
-                try db.inTransaction {
-                    value = try body(db)
-                    return .commit
-                }
-                // Counted on the writer connection, right after the commit that changes it, so the
-                // count stays in step with the commits themselves. A synchronous commit's fsync
-                // also made every earlier deferred commit durable.
-                unsynced.withLock { $0 = deferred ? $0 + events : 0 }
-                return value!
+                try commitQueued(db)
+                let value = try transaction(db, durability, events: events, body)
+                try noteSequence(db)
+                return value
             }
         } catch let error as JournalError {
             throw error
@@ -154,8 +171,34 @@ public final class Journal: Sendable {
         }
     }
 
+    /// One transaction on the writer connection (`db`), deferred when `durability` and the bound
+    /// allow, with the count of unsynced events kept in step.
+    func transaction<T>(_ db: Database, _ durability: Durability, events: Int, _ body: (Database) throws -> T) throws -> T {
+        let deferred = durability == .deferred && unsynced.withLock { $0 + events <= Self.maximumUnsyncedEvents }
+        if deferred { try db.executeCached("PRAGMA synchronous = NORMAL") }
+        defer { if deferred { try? db.executeCached("PRAGMA synchronous = FULL") } }
+        var value: T?
+        try db.inTransaction {
+            value = try body(db)
+            return .commit
+        }
+        // Counted on the writer connection, right after the commit that changes it, so the
+        // count stays in step with the commits themselves. A synchronous commit's fsync
+        // also made every earlier deferred commit durable.
+        unsynced.withLock { $0 = deferred ? $0 + events : 0 }
+        return value!
+    }
+
+    /// Keeps the last assigned event id at least the sequence's, after a write that may have
+    /// stored events with ids of SQLite's choosing (`AUTOINCREMENT`).
+    private func noteSequence(_ db: Database) throws {
+        let seq = try db.eventSequence()
+        queue.withLock { $0.lastEventID = max($0.lastEventID, seq) }
+    }
+
     /// Runs `body` on a read-only snapshot, on the calling thread.
     func readNow<T>(_ body: (Database) throws -> T) throws(JournalError) -> T {
+        if hasQueuedSnapshots { try? writeNow(.deferred, events: 0) { _ in } }
         do {
             return try pool.read(body)
         } catch {
@@ -169,12 +212,15 @@ public final class Journal: Sendable {
     /// Makes the deferred commits durable, if there are any (a WAL checkpoint fsyncs the WAL
     /// first). The daemon's main loop calls it on each pass, at most 5 s apart.
     public func syncDeferred() async throws(JournalError) {
-        guard unsynced.withLock({ $0 > 0 }) else { return }
+        guard unsynced.withLock({ $0 > 0 }) || hasQueuedSnapshots else { return }
         try await writeUncancellable { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
     }
 
     /// Runs `body` on a read-only snapshot.
     func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(JournalError) -> T {
+        // What was published before this read is in the journal when the read begins. (A failing
+        // write leaves the snapshots queued; the read goes on without them.)
+        if hasQueuedSnapshots { await commitQueuedSnapshots() }
         do {
             return try await pool.read(body)
         } catch {
@@ -194,6 +240,8 @@ public final class Journal: Sendable {
             throw .backupFailed("cannot create \(destination): \(String(cString: strerror(errno)))")
         }
         close(fd)
+        // Everything published before the request is in the copy.
+        if hasQueuedSnapshots { await commitQueuedSnapshots() }
         let pool = self.pool
         let result: Result<Void, any Error> = await withCheckedContinuation { continuation in
             let thread = Thread {
@@ -329,10 +377,20 @@ public struct StoredEvent: Hashable, Sendable {
 }
 
 extension Database {
-    /// Inserts an event and returns its id.
-    func insertEvent(timeMs: Int64, device: String, pump: String? = nil, type: String, data: String) throws -> Int64 {
+    /// Inserts an event and returns its id: `id` when given (a snapshot published before its
+    /// write, ``Journal/queueSnapshots(_:nowMs:)``), else the sequence's next.
+    func insertEvent(id: Int64? = nil, timeMs: Int64, device: String, pump: String? = nil, type: String, data: String) throws -> Int64 {
+        if let id {
+            try executeCached("INSERT INTO event (id, time_ms, device, pump, type, data) VALUES (?, ?, ?, ?, ?, ?)", [id, timeMs, device, pump, type, data])
+            return id
+        }
         try executeCached("INSERT INTO event (time_ms, device, pump, type, data) VALUES (?, ?, ?, ?, ?)", [timeMs, device, pump, type, data])
         return lastInsertedRowID
+    }
+
+    /// The event id sequence (`AUTOINCREMENT`): the highest id ever stored, or moved on at start.
+    func eventSequence() throws -> Int64 {
+        try Int64.fetchOne(cachedStatement(sql: "SELECT seq FROM sqlite_sequence WHERE name = 'event'")) ?? 0
     }
 
     /// Runs one statement of the live path from the connection's statement cache: it is parsed

@@ -57,8 +57,17 @@ enum JournalOp: Sendable {
         var transitionName: String { raised ? "raised" : (transitionRaw == 2 ? "cleared" : "unknown") }
     }
 
-    /// Whether this op may commit without an fsync (snapshots only).
-    var isSnapshot: Bool {
+    /// Whether this op may commit without an fsync, and be published before it is written
+    /// (snapshots, and a pump's latest values, which the next snapshot renews).
+    var isDeferrable: Bool {
+        switch self {
+        case .snapshot, .pumpLatest: true
+        default: false
+        }
+    }
+
+    /// Whether this op stores an event whatever the journal holds (a snapshot's).
+    var storesEvent: Bool {
         if case .snapshot = self { true } else { false }
     }
 }
@@ -84,9 +93,23 @@ extension Journal {
     /// rules (``BridgeCore``) calls it under its lock, so that the ids this assigns are published
     /// in the order they were assigned.
     func commitNow(_ ops: [JournalOp], nowMs: Int64) throws(JournalError) -> [JournalOpResult] {
-        let snapshotsOnly = ops.allSatisfy(\.isSnapshot)
+        let snapshotsOnly = ops.allSatisfy(\.isDeferrable)
         return try writeNow(snapshotsOnly ? .deferred : .synchronous, events: ops.count) { db in
             try ops.map { op in try db.apply(op, nowMs: nowMs) }
+        }
+    }
+
+    /// Stores queued snapshot batches (``queueSnapshots(_:nowMs:)``) in one transaction on the
+    /// writer connection, each snapshot event with the id it was published with.
+    func storeQueued(_ db: Database, _ batches: [SnapshotQueue.Batch], events: Int) throws {
+        try transaction(db, .deferred, events: events) { db in
+            for batch in batches {
+                var next = batch.firstEventID
+                for op in batch.ops {
+                    _ = try db.apply(op, nowMs: batch.nowMs, eventID: op.storesEvent ? next : nil)
+                    if op.storesEvent { next += 1 }
+                }
+            }
         }
     }
 
@@ -97,7 +120,8 @@ extension Journal {
 }
 
 extension Database {
-    fileprivate func apply(_ op: JournalOp, nowMs: Int64) throws -> JournalOpResult {
+    /// Stores `op`; a snapshot's event gets `eventID` when given (published before its write).
+    fileprivate func apply(_ op: JournalOp, nowMs: Int64, eventID: Int64? = nil) throws -> JournalOpResult {
         switch op {
         case .pumpAlarm(let alarm):
             return try storePumpAlarm(alarm, nowMs: nowMs)
@@ -106,7 +130,7 @@ extension Database {
         case .snapshot(let device, let pump, let kind, let deviceTimeMs, let data):
             try executeCached("INSERT INTO history (device, pump, kind, received_ms, device_time_ms, data) VALUES (?, ?, ?, ?, ?, ?)",
                               [device, pump, kind.rawValue, nowMs, deviceTimeMs, data])
-            return JournalOpResult(events: [try storedEvent(device: device, pump: pump, type: kind, data: data, nowMs: nowMs)])
+            return JournalOpResult(events: [try storedEvent(id: eventID, device: device, pump: pump, type: kind, data: data, nowMs: nowMs)])
         case .refill(let device, let pump, let capacity, let time, let concentration, let filled, let expected, let measured, let lot,
                      let discrepancy, let data):
             try execute(sql: """
@@ -161,8 +185,8 @@ extension Database {
         }
     }
 
-    func storedEvent(device: String, pump: String? = nil, type: EventType, data: String, nowMs: Int64) throws -> StoredEvent {
-        let id = try insertEvent(timeMs: nowMs, device: device, pump: pump, type: type.rawValue, data: data)
+    func storedEvent(id: Int64? = nil, device: String, pump: String? = nil, type: EventType, data: String, nowMs: Int64) throws -> StoredEvent {
+        let id = try insertEvent(id: id, timeMs: nowMs, device: device, pump: pump, type: type.rawValue, data: data)
         return StoredEvent(id: id, timeMs: nowMs, device: device, pump: pump, type: type.rawValue, data: data)
     }
 
