@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ITBProtocol
 
 /// Plays a ``ClinicScenario``: one programmer on a pty interrogates pump after pump. Each visit is
@@ -21,9 +22,11 @@ import ITBProtocol
 /// **The pump model** keeps the volume the pump *calculates* from the programmed flow
 /// (daily dose × 1000 / concentration µL/day, reported) and the one actually left (delivery bias),
 /// revealed as the measured residual at refill.
-public final class ClinicRunner: @unchecked Sendable {
-    // @unchecked: run by one thread; `stop()` only sets a lock-guarded flag read by that thread,
-    // and `truth` is thread-safe.
+///
+/// Sendable without exceptions: what other threads see is immutable (or itself `Sendable`), the
+/// stop request is an atomic flag, and the clinic's state lives in a ``ClinicEngine`` that only the
+/// thread in ``run(betweenVisits:)``, ``settle(timeout:)`` or ``writeTruth()`` touches, holding its lock.
+public final class ClinicRunner: Sendable {
     /// The scenario.
     public let scenario: ClinicScenario
     /// The options (`acceleration` is clinic seconds per real second during visits).
@@ -34,21 +37,86 @@ public final class ClinicRunner: @unchecked Sendable {
     public let truth: GroundTruth
     /// 00:00 UTC of the day the run started: clinic day 0 in the ground truth's `clinic_time`s.
     public let dayZeroMs: Int64
-    /// Visits played to their end.
-    public private(set) var visitsPlayed = 0
-    /// True once every visit has been played.
-    public private(set) var finished = false
+    private let stopFlag: StopFlag
+    private let progress: ClinicProgress
+    /// The pumps and the run's state, confined to the thread that holds the lock.
+    private let engine: Mutex<ClinicEngine>
 
-    private let stopFlag = StopFlag()
+    /// Visits played to their end (readable while the run goes on).
+    public var visitsPlayed: Int { progress.visitsPlayed.load(ordering: .acquiring) }
+    /// True once every visit has been played (readable while the run goes on).
+    public var finished: Bool { progress.finished.load(ordering: .acquiring) }
+
+    /// Prepares a run: checks the scenario and creates the programmer's pty (and the link to it).
+    /// Throws ``SimulationError/invalidScenario(_:)`` listing what is wrong with the scenario.
+    public init(scenario: ClinicScenario, options: SimulationRunner.Options = .init()) throws {
+        let stopFlag = StopFlag()
+        let progress = ClinicProgress()
+        let engine = try ClinicEngine(scenario: scenario, options: options, stopFlag: stopFlag, progress: progress)
+        self.scenario = scenario
+        self.options = options
+        endpoint = engine.endpoint
+        truth = engine.truth
+        dayZeroMs = engine.dayZeroMs
+        self.stopFlag = stopFlag
+        self.progress = progress
+        self.engine = Mutex(engine)
+    }
+
+    /// Asks a running ``run(betweenVisits:)`` to finish (from any thread).
+    public func stop() { stopFlag.stop() }
+
+    /// The pty path the bridge should open.
+    public var slavePath: String { endpoint.pty.slavePath }
+
+    /// Plays every visit in clinic-time order, then (unless `stopAtEnd`) keeps the programmer
+    /// connected and idle until ``stop()``. Blocks the calling thread. Writes the ground truth to
+    /// `options.truthPath` after each visit and when it returns (also after a stop), with
+    /// `complete` true once every visit was played. `betweenVisits` is called on this thread
+    /// after each visit (with the number of visits played) and before the next one: a test stops
+    /// or kills the bridge there, between two interrogations, and starts it again.
+    public func run(betweenVisits: @Sendable (Int) throws -> Void = { _ in }) throws {
+        try engine.withLock { engine throws in try engine.run(betweenVisits: betweenVisits) }
+    }
+
+    /// Writes the ground truth to `options.truthPath`, if set; a failure is reported on stderr and
+    /// does not stop the run.
+    public func writeTruth() { engine.withLock { $0.writeTruth() } }
+
+    /// Keeps the line alive (heartbeats, ACKs, retransmissions) until no alarm waits for its ACK,
+    /// or `timeout` passes. True when nothing is pending.
+    @discardableResult
+    public func settle(timeout: Duration) throws -> Bool { try engine.withLock { engine throws in try engine.settle(timeout: timeout) } }
+}
+
+/// The pumps and the run of a ``ClinicRunner``: not `Sendable`; its runner holds it under a lock,
+/// so one thread at a time plays it.
+final class ClinicEngine {
+    let scenario: ClinicScenario
+    let options: SimulationRunner.Options
+    let endpoint: ProgrammerEndpoint
+    let truth: GroundTruth
+    let dayZeroMs: Int64
+    /// Visits played to their end, and whether all were.
+    private let progress: ClinicProgress
+    private var visitsPlayed = 0 {
+        didSet { progress.visitsPlayed.store(visitsPlayed, ordering: .releasing) }
+    }
+    private var finished = false {
+        didSet { progress.finished.store(finished, ordering: .releasing) }
+    }
+
+    private let stopFlag: StopFlag
     private var pumps: [String: PumpModel] = [:]
     private var clinicSeconds: Double = 0
     /// (clinic seconds, device ms) at every telemetry round, ascending.
     private var timeline: [(clinic: Double, device: Int64)] = []
     private let started = ContinuousClock.now
 
-    /// Prepares a run: checks the scenario and creates the programmer's pty (and the link to it).
-    /// Throws ``SimulationError/invalidScenario(_:)`` listing what is wrong with the scenario.
-    public init(scenario: ClinicScenario, options: SimulationRunner.Options = .init()) throws {
+    /// Checks the scenario and creates the programmer's pty (and the link to it).
+    init(scenario: ClinicScenario, options: SimulationRunner.Options, stopFlag: StopFlag, progress: ClinicProgress) throws {
+        self.stopFlag = stopFlag
+        self.progress = progress
         let problems = scenario.problems()
         guard problems.isEmpty else { throw SimulationError.invalidScenario(problems) }
         self.scenario = scenario
@@ -64,19 +132,8 @@ public final class ClinicRunner: @unchecked Sendable {
         try updateLink()
     }
 
-    /// Asks a running ``run()`` to finish (from any thread).
-    public func stop() { stopFlag.stop() }
-
-    /// The pty path the bridge should open.
-    public var slavePath: String { endpoint.pty.slavePath }
-
-    /// Plays every visit in clinic-time order, then (unless `stopAtEnd`) keeps the programmer
-    /// connected and idle until ``stop()``. Blocks the calling thread. Writes the ground truth to
-    /// `options.truthPath` after each visit and when it returns (also after a stop), with
-    /// `complete` true once every visit was played. `betweenVisits` is called on this thread
-    /// after each visit (with the number of visits played) and before the next one: a test stops
-    /// or kills the bridge there, between two interrogations, and starts it again.
-    public func run(betweenVisits: (Int) throws -> Void = { _ in }) throws {
+    /// ``ClinicRunner/run(betweenVisits:)``.
+    func run(betweenVisits: @Sendable (Int) throws -> Void) throws {
         defer { writeTruth() }
         try endpoint.announce()
         for visit in scenario.schedule {
@@ -97,9 +154,8 @@ public final class ClinicRunner: @unchecked Sendable {
         while !stopFlag.isStopped { try idle(for: options.telemetryInterval) }
     }
 
-    /// Writes the ground truth to `options.truthPath`, if set; a failure is reported on stderr and
-    /// does not stop the run.
-    public func writeTruth() {
+    /// ``ClinicRunner/writeTruth()``.
+    func writeTruth() {
         guard let path = options.truthPath else { return }
         do {
             try truth.write(to: path, complete: finished)
@@ -289,7 +345,7 @@ public final class ClinicRunner: @unchecked Sendable {
     /// Keeps the line alive (heartbeats, ACKs, retransmissions) until no alarm waits for its ACK,
     /// or `timeout` passes. True when nothing is pending.
     @discardableResult
-    public func settle(timeout: Duration) throws -> Bool {
+    func settle(timeout: Duration) throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         var lastHeartbeat = ContinuousClock.now
         while !endpoint.pending.isEmpty && ContinuousClock.now < deadline && !stopFlag.isStopped {
@@ -421,4 +477,10 @@ struct PumpModel {
         lastFillVolumeUL = volumeUL
         lastFillDeviceMs = deviceMs
     }
+}
+
+/// How far a clinic run has got, for other threads to read while it runs.
+final class ClinicProgress: Sendable {
+    let visitsPlayed = Atomic(0)
+    let finished = Atomic(false)
 }

@@ -14,8 +14,11 @@ public import ITBSerial
 /// The pump model keeps two volumes, as a real pump's situation has them: the one the pump
 /// *calculates* from the programmed rate (and reports), and the one actually left, which drifts
 /// with the pump's delivery bias and is revealed only at refill.
-public final class SimulationRunner: @unchecked Sendable {
-    // @unchecked: run by one thread; `stop()` only sets an atomic-like flag read by that thread.
+///
+/// Sendable without exceptions: what other threads see is immutable (or itself `Sendable`), the
+/// stop request is an atomic flag, and the pump model lives in a ``SimulationEngine`` that only
+/// the thread in ``run()``, ``settle(timeout:)`` or ``writeTruth()`` touches, holding its lock.
+public final class SimulationRunner: Sendable {
     /// Settings of a run.
     public struct Options: Sendable {
         /// Pump seconds per real second.
@@ -54,7 +57,58 @@ public final class SimulationRunner: @unchecked Sendable {
     public let endpoint: ProgrammerEndpoint
     /// What was sent, under the scenario's one pump.
     public let truth: GroundTruth
-    private let stopFlag = StopFlag()
+    /// Device clock at the start (host time at the start), ms.
+    public let startMs: Int64
+    private let stopFlag: StopFlag
+    /// The pump model and the run's state, confined to the thread that holds the lock.
+    private let engine: Mutex<SimulationEngine>
+
+    /// Prepares a run: creates the programmer's pty (and the link to it).
+    public init(scenario: Scenario, options: Options = .init()) throws {
+        let stopFlag = StopFlag()
+        let engine = try SimulationEngine(scenario: scenario, options: options, stopFlag: stopFlag)
+        self.scenario = scenario
+        self.options = options
+        endpoint = engine.endpoint
+        truth = engine.truth
+        startMs = engine.startMs
+        self.stopFlag = stopFlag
+        self.engine = Mutex(engine)
+    }
+
+    /// Asks a running ``run()`` to finish (from any thread).
+    public func stop() { stopFlag.stop() }
+
+    /// The pty path the bridge should open now.
+    public var slavePath: String { endpoint.pty.slavePath }
+
+    /// Runs until ``stop()`` (or the scenario's end, with `stopAtEnd`). Blocks the calling thread.
+    /// Writes the ground truth to `options.truthPath` when it returns (a stop included).
+    public func run() throws { try engine.withLock { engine throws in try engine.run() } }
+
+    /// Writes the ground truth to `options.truthPath`, if set (`complete` once the scenario's
+    /// duration has passed); a failure is reported on stderr and does not stop the run.
+    public func writeTruth() { engine.withLock { $0.writeTruth() } }
+
+    /// Keeps the programmer talking until every alarm it sent has been acknowledged as stored, or
+    /// `timeout` passes. True when nothing is pending.
+    @discardableResult
+    public func settle(timeout: Duration) throws -> Bool { try engine.withLock { engine throws in try engine.settle(timeout: timeout) } }
+}
+
+/// The pump model and the run of a ``SimulationRunner``: not `Sendable`; its runner holds it under
+/// a lock, so one thread at a time plays it.
+final class SimulationEngine {
+
+    /// The scenario being played.
+    let scenario: Scenario
+    /// The options.
+    let options: SimulationRunner.Options
+    /// The programmer endpoint (its pty path is what the bridge opens).
+    let endpoint: ProgrammerEndpoint
+    /// What was sent, under the scenario's one pump.
+    let truth: GroundTruth
+    private let stopFlag: StopFlag
 
     // The pump model.
     private var calculatedUL: Double
@@ -73,18 +127,17 @@ public final class SimulationRunner: @unchecked Sendable {
     private var flexSteps: [DoseProgram.FlexStep] = []
     private var activeAlarms: Set<UInt16> = []
     private var driftMsPerDay: Double = 0
-    private var noise: (ber: Double, burstsPerDay: Double)?
-    private var rng: SplitMix64
     private var pending: [Scenario.Event]
     private var programChanged = true
 
     /// Pump time elapsed, seconds.
-    public private(set) var pumpSeconds: Double = 0
+    private(set) var pumpSeconds: Double = 0
     /// Device clock at the start (host time at the start), ms.
-    public let startMs: Int64
+    let startMs: Int64
 
     /// Prepares a run: creates the programmer's pty (and the link to it).
-    public init(scenario: Scenario, options: Options = .init()) throws {
+    init(scenario: Scenario, options: SimulationRunner.Options, stopFlag: StopFlag) throws {
+        self.stopFlag = stopFlag
         self.scenario = scenario
         self.options = options
         let endpoint = try ProgrammerEndpoint(info: options.programmer, initialRetransmitDelay: options.retransmitDelay,
@@ -103,20 +156,13 @@ public final class SimulationRunner: @unchecked Sendable {
         startMs = Int64((Date().timeIntervalSince1970 * 1000).rounded())
         lastRefillPumpSeconds = -p.lastRefillDaysAgo * 86_400
         battery = BatteryState(name: p.battery) ?? .ok
-        rng = SplitMix64(seed: options.seed)
         pending = scenario.events.sorted { $0.atDay < $1.atDay }
         try updateLink()
     }
 
-    /// Asks a running ``run()`` to finish (from any thread).
-    public func stop() { stopFlag.stop() }
-
-    /// The pty path the bridge should open now.
-    public var slavePath: String { endpoint.pty.slavePath }
-
     /// Runs until ``stop()`` (or the scenario's end, with `stopAtEnd`). Blocks the calling thread.
     /// Writes the ground truth to `options.truthPath` when it returns (a stop included).
-    public func run() throws {
+    func run() throws {
         defer { writeTruth() }
         try endpoint.announce()
         try sendSession(.begin)
@@ -146,7 +192,7 @@ public final class SimulationRunner: @unchecked Sendable {
 
     /// Writes the ground truth to `options.truthPath`, if set (`complete` once the scenario's
     /// duration has passed); a failure is reported on stderr and does not stop the run.
-    public func writeTruth() {
+    func writeTruth() {
         guard let path = options.truthPath else { return }
         do {
             try truth.write(to: path, complete: pumpSeconds >= scenario.durationDays * 86_400)
@@ -159,7 +205,7 @@ public final class SimulationRunner: @unchecked Sendable {
     /// it sent has been acknowledged as stored, or `timeout` passes: a scenario that ends does not
     /// take undelivered alarms with it. True when nothing is pending.
     @discardableResult
-    public func settle(timeout: Duration) throws -> Bool {
+    func settle(timeout: Duration) throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         var lastHeartbeat = ContinuousClock.now - .seconds(1)
         while !endpoint.pending.isEmpty && ContinuousClock.now < deadline && !stopFlag.isStopped {
@@ -286,8 +332,10 @@ public final class SimulationRunner: @unchecked Sendable {
         case "clock_drift":
             driftMsPerDay = (event.driftSecondsPerDay ?? 600) * 1000
         case "noise":
-            noise = (event.bitErrorRate ?? 1e-4, event.garbageBurstsPerDay ?? 10)
-            endpoint.lineFilter = { [self] bytes in applyNoise(&bytes) }
+            // Bursts per telemetry round: a quarter of the frames sent in a round are telemetry.
+            let noise = LineNoise(seed: options.seed, bitErrorRate: event.bitErrorRate ?? 1e-4,
+                                  burstChance: (event.garbageBurstsPerDay ?? 10) * (options.telemetryInterval.seconds * options.acceleration / 86_400) / 4)
+            endpoint.lineFilter = { bytes in noise.apply(&bytes) }
         case "stop":
             pumpState = .stopped
         default:
@@ -315,24 +363,6 @@ public final class SimulationRunner: @unchecked Sendable {
 
     /// The scenario's own clock for the ground truth: the start plus pump time.
     private var scenarioTimeMs: Int64 { startMs + Int64((pumpSeconds * 1000).rounded()) }
-
-    private func applyNoise(_ bytes: inout [UInt8]) {
-        guard let noise else { return }
-        let bits = Double(bytes.count * 8)
-        var flips = 0
-        // Poisson-ish: flip each bit with probability ber, sampled by expected count.
-        let expected = bits * noise.ber
-        flips = Int(expected) + (Double.random(in: 0..<1, using: &rng) < expected - Double(Int(expected)) ? 1 : 0)
-        for _ in 0..<flips {
-            let bit = Int.random(in: 0..<(bytes.count * 8), using: &rng)
-            bytes[bit / 8] ^= UInt8(1 << (bit % 8))
-        }
-        let burstChance = noise.burstsPerDay * (options.telemetryInterval.seconds * options.acceleration / 86_400) / 4
-        if Double.random(in: 0..<1, using: &rng) < burstChance {
-            let garbage = (0..<Int.random(in: 8...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            bytes.insert(contentsOf: garbage, at: Int.random(in: 0...bytes.count, using: &rng))
-        }
-    }
 
     // MARK: telemetry
 
@@ -427,4 +457,35 @@ struct SplitMix64: RandomNumberGenerator {
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Line noise on the way to the bridge: bit flips at a bit error rate and bursts of garbage.
+/// `Sendable` (its generator is behind a lock): the endpoint calls it from whichever thread writes.
+final class LineNoise: Sendable {
+    private let rng: Mutex<SplitMix64>
+    private let bitErrorRate: Double
+    private let burstChance: Double
+
+    /// `burstChance`: the probability of a garbage burst before one written chunk.
+    init(seed: UInt64, bitErrorRate: Double, burstChance: Double) {
+        rng = Mutex(SplitMix64(seed: seed))
+        self.bitErrorRate = bitErrorRate
+        self.burstChance = burstChance
+    }
+
+    /// Flips bits of `bytes` (Poisson-ish: the expected count, sampled) and may insert a burst.
+    func apply(_ bytes: inout [UInt8]) {
+        rng.withLock { rng in
+            let expected = Double(bytes.count * 8) * bitErrorRate
+            let flips = Int(expected) + (Double.random(in: 0..<1, using: &rng) < expected - Double(Int(expected)) ? 1 : 0)
+            for _ in 0..<flips where !bytes.isEmpty {
+                let bit = Int.random(in: 0..<(bytes.count * 8), using: &rng)
+                bytes[bit / 8] ^= UInt8(1 << (bit % 8))
+            }
+            if Double.random(in: 0..<1, using: &rng) < burstChance {
+                let garbage = (0..<Int.random(in: 8...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                bytes.insert(contentsOf: garbage, at: Int.random(in: 0...bytes.count, using: &rng))
+            }
+        }
+    }
 }
