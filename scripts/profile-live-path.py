@@ -8,8 +8,8 @@ own journal-commit histogram (`itb_journal_write_seconds` in /metrics) over the 
     swift build -c release --product itb-bridged
     scripts/profile-live-path.py --daemon .build/release/itb-bridged [--frames 2000] [--rate 100]
 
-Prints the share of the daemon's CPU time in each stage of the path (decode, rules, journal commit
-and SQLite in it, publish, rendering, the event loop's write), CPU time per frame, the journal
+Prints the share of the daemon's CPU time in each stage of the path (decode, rules, the journal commit
+on the link thread, the queued snapshot write off it, SQLite in both, publish, rendering, the event loop's write), CPU time per frame, the journal
 commit's mean time per frame, then the top of `perf report --children`. Frames are built with protocol-spec/tools/make_vectors.py.
 """
 import argparse
@@ -35,7 +35,8 @@ STAGES = [
     ("decode (FrameDecoder.feed)", r"FrameDecoder\.feed"),
     ("rules (BridgeRules.receive)", r"BridgeRules\.receive"),
     ("journal commit (Journal.commitNow)", r"Journal\.commitNow"),
-    ("  of which SQLite (sqlite3_step)", r"[:\s]sqlite3_step\b"),
+    ("queued snapshot write, off the link thread (Journal.commitQueued)", r"Journal\.commitQueued"),
+    ("  of which SQLite (sqlite3_step)", r"(^|[:\s])sqlite3_step\b"),
     ("publish (EventHub.publish)", r"EventHub\.publish"),
     ("JSON rendering (Rendering.*)", r"Rendering\.string"),
     ("subscriber write (SSEChannelSink)", r"SSEChannelSink"),
@@ -165,7 +166,7 @@ def main():
     for label, pattern in STAGES:
         share = max([children for children, _, name in rows if re.search(pattern, name)] or [0.0])
         shares[label] = share
-        print(f"  {label:40} {share:5.1f} %  ({share / 100 * cpu_ms_per_frame:.3f} ms per frame)")
+        print(f"  {label:66} {share:5.1f} %  ({share / 100 * cpu_ms_per_frame:.3f} ms per frame)")
     print("\ntop of perf report --children (inclusive %, self %, symbol):")
     for children, own, name in rows[:45]:
         print(f"{children:6.1f} {own:6.1f}  {name[:150]}")

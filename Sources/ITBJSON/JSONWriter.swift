@@ -104,22 +104,42 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
-    /// An integer.
+    /// An integer (of any type up to 64 bits). Inlined into the caller, so each integer type is
+    /// written through one of two non-generic paths instead of generic code across modules.
+    @inlinable
     public mutating func int<T: BinaryInteger>(_ value: T) {
-        separate()
-        appendDecimal(value)
-        needsComma = true
+        if let signed = Int64(exactly: value) {
+            writeInteger(magnitude: signed.magnitude, negative: signed < 0)
+        } else {
+            writeInteger(magnitude: UInt64(value), negative: false)
+        }
     }
 
     /// A fixed-point value stored in tenths, written as a decimal with one digit after the point
     /// (`5005` → `500.5`, `4000` → `400.0`).
+    @inlinable
     public mutating func tenths<T: BinaryInteger>(_ value: T) {
-        separate()
-        var magnitude = value
-        if value < 0 {
-            bytes.append(UInt8(ascii: "-"))
-            magnitude = 0 - value
+        if let signed = Int64(exactly: value) {
+            writeTenths(magnitude: signed.magnitude, negative: signed < 0)
+        } else {
+            writeTenths(magnitude: UInt64(value), negative: false)
         }
+    }
+
+    /// An integer given as its magnitude and sign (``int(_:)``'s one path).
+    @usableFromInline
+    mutating func writeInteger(magnitude: UInt64, negative: Bool) {
+        separate()
+        if negative { bytes.append(UInt8(ascii: "-")) }
+        appendDecimal(magnitude)
+        needsComma = true
+    }
+
+    /// Tenths given as their magnitude and sign (``tenths(_:)``'s one path).
+    @usableFromInline
+    mutating func writeTenths(magnitude: UInt64, negative: Bool) {
+        separate()
+        if negative { bytes.append(UInt8(ascii: "-")) }
         appendDecimal(magnitude / 10)
         bytes.append(UInt8(ascii: "."))
         bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
@@ -251,14 +271,8 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
-    private mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
-        if value < 0 {
-            bytes.append(UInt8(ascii: "-"))
-            // Work in the magnitude; Int64.min's magnitude fits UInt64.
-            appendDecimal(value.magnitude)
-            return
-        }
-        var v = UInt64(value)
+    private mutating func appendDecimal(_ value: UInt64) {
+        var v = value
         var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
                      UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
             (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)

@@ -1,4 +1,5 @@
 import CITBShims
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -9,9 +10,10 @@ import Musl
 /// so that blocking never happens on Swift's cooperative thread pool. Joined on ``join()``.
 final class BlockingThread: @unchecked Sendable {
     // @unchecked: `handle` is written once before the thread starts and read only by join(),
-    // which the owner calls once.
+    // which the owner calls once (checked: a second join stops the process).
     private var handle: pthread_t = pthread_t()
     private let name: String
+    private let joined = Atomic(false)
 
     private final class Body {
         let run: () -> Void
@@ -36,6 +38,7 @@ final class BlockingThread: @unchecked Sendable {
 
     /// Waits for the thread to finish.
     func join() {
+        precondition(!joined.exchange(true, ordering: .acquiringAndReleasing), "BlockingThread \(name) joined twice")
         pthread_join(handle, nil)
     }
 }

@@ -15,7 +15,8 @@ import NIOHTTPTypes
 /// `lagged` event and is closed as soon as that is written out (or `grace` later). Memory held for it is
 /// bounded by those `capacity` events, whose bytes are shared with every other subscriber.
 ///
-/// State is confined to the event loop (every call is made there), hence `@unchecked Sendable`.
+/// State is confined to the event loop: every call is made there, and each entry point checks it
+/// (`preconditionInEventLoop`), hence `@unchecked Sendable`.
 final class SSEChannelSink: EventSink, @unchecked Sendable {
     let eventLoop: any EventLoop
     private let channel: any Channel
@@ -51,6 +52,7 @@ final class SSEChannelSink: EventSink, @unchecked Sendable {
     var finished: EventLoopFuture<Void> { done.futureResult }
 
     func deliver(_ event: PublishedEvent) {
+        eventLoop.preconditionInEventLoop()
         let journaled = event.id != PublishedEvent.unjournaled
         guard !ended, !journaled || event.id > lastSent else { return }
         if channel.isWritable {
@@ -71,11 +73,15 @@ final class SSEChannelSink: EventSink, @unchecked Sendable {
     }
 
     func keepAlive(ifIdleSince cutoff: NIODeadline) {
+        eventLoop.preconditionInEventLoop()
         guard !ended, lastWrite <= cutoff else { return }
         write(ByteBuffer(string: ": keep-alive\n\n"))
     }
 
-    func finish() { end() }
+    func finish() {
+        eventLoop.preconditionInEventLoop()
+        end()
+    }
 
     private func write(_ buffer: ByteBuffer) {
         channel.writeAndFlush(HTTPResponsePart.body(buffer), promise: nil)

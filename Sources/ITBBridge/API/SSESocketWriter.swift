@@ -9,7 +9,8 @@ import NIOCore
 /// ready-made ``PublishedEvent/chunk`` or its bare ``PublishedEvent/sse`` bytes here, with no
 /// allocation. Everything else passes through untouched, in order (all on the channel's loop).
 final class SSESocketWriter: ChannelOutboundHandler, RemovableChannelHandler, @unchecked Sendable {
-    // @unchecked: used only on the channel's event loop.
+    // @unchecked: used only on the channel's event loop; NIO calls the handler methods there, and
+    // write(_:) checks it.
     typealias OutboundIn = IOData
     typealias OutboundOut = IOData
 
@@ -44,6 +45,7 @@ final class SSESocketWriter: ChannelOutboundHandler, RemovableChannelHandler, @u
     /// yet or the handler has left the pipeline (the caller then uses the pipeline's tail).
     func write(_ event: PublishedEvent) -> Bool {
         guard let context, let framing else { return false }
+        context.eventLoop.preconditionInEventLoop()
         let bytes = framing == .chunked ? event.chunk : event.sse
         context.writeAndFlush(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
         return true

@@ -1,3 +1,4 @@
+import Dispatch
 import GRDB
 
 /// The snapshots (status, reservoir, a pump's latest values) published before their write, in
@@ -27,6 +28,10 @@ struct SnapshotQueue: Sendable {
 }
 
 extension Journal {
+    /// How long queued snapshots wait before the writer commits them (a read, a synchronous
+    /// commit or the main loop's sync commits them at once).
+    static let queuedWriteDelay: DispatchTimeInterval = .milliseconds(20)
+
     /// Assigns event ids to the snapshot events of `ops` (each `.snapshot` in order) and queues
     /// them for GRDB's writer queue, which commits them (deferred) before any later write. Returns
     /// each op's result, with the events to publish now; nil when the ops must instead be committed
@@ -55,7 +60,11 @@ extension Journal {
             return (results, schedule)
         }
         if schedule {
-            pool.asyncWriteWithoutTransaction { [self] db in try? commitQueued(db) }
+            // A moment later, so that the write does not compete for the CPU with the delivery of
+            // what was just published, and so that a burst shares one transaction.
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.queuedWriteDelay) { [self] in
+                pool.asyncWriteWithoutTransaction { [self] db in try? commitQueued(db) }
+            }
         }
         return results
     }
