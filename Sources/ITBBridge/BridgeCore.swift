@@ -148,6 +148,7 @@ public final class BridgeCore: Sendable {
             } else {
                 results = commit(effects.journal, nowMs: nowMs, &owned)
             }
+            if !effects.journal.isEmpty { metrics.subscribers.record(Double(hub.subscriberCount)) }
             publishView(owned)
             return effects.acknowledgements(after: results)
         }
@@ -200,7 +201,6 @@ public final class BridgeCore: Sendable {
             for event in result.events { hub.publish(PublishedEvent(event)) }
             for alarm in result.alarms { logAlarm(alarm) }
         }
-        metrics.subscribers.record(Double(hub.subscriberCount))
         return results
     }
 
