@@ -198,7 +198,7 @@ public final class Journal: Sendable {
 
     /// Runs `body` on a read-only snapshot, on the calling thread.
     func readNow<T>(_ body: (Database) throws -> T) throws(JournalError) -> T {
-        if hasQueuedSnapshots { try? writeNow(.deferred, events: 0) { _ in } }
+        if hasQueuedSnapshots { commitQueuedSnapshotsNow() }
         do {
             return try pool.read(body)
         } catch {

@@ -86,6 +86,11 @@ extension Journal {
         }
     }
 
+    /// ``commitQueuedSnapshots()`` on the calling thread, which it blocks until the commit is done.
+    func commitQueuedSnapshotsNow() {
+        try? pool.writeWithoutTransaction { db in try commitQueued(db) }
+    }
+
     /// Takes every queued batch and commits them in one transaction (deferred, within the
     /// unsynced bound), on the writer connection `db`. On failure the batches go back to the head
     /// of the queue, in order, and the error is recorded and rethrown: no later write may go
