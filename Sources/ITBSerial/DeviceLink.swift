@@ -94,6 +94,10 @@ public final class DeviceLink: Sendable {
     private func run(readBufferSize: Int, beat: Duration?, _ handler: @Sendable (DeviceLinkEvent) -> Void) {
         var machine = LinkStateMachine(backoff: backoff)
         var actions = machine.start()
+        // When the machine decided the pending actions. A `.wait` counts from there, so the work
+        // the handler does on the state change published just before it (the core commits and
+        // fsyncs the `link_lost` alarm on this thread) does not lengthen the backoff.
+        var decidedAt = ContinuousClock.now
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readBufferSize, alignment: 16)
         defer { buffer.deallocate() }
         while !isStopping, !actions.isEmpty {
@@ -102,7 +106,8 @@ public final class DeviceLink: Sendable {
             case .publish(let state):
                 handler(.state(state))
             case .wait(let delay):
-                if wake.wait(timeout: delay), !isStopping {
+                let remaining = max(.zero, delay - (ContinuousClock.now - decidedAt))
+                if wake.wait(timeout: remaining), !isStopping {
                     // udev saw the device appear (``deviceAppeared()``): open now, backoff reset.
                     actions += machine.deviceAppeared()
                 } else {
@@ -113,6 +118,7 @@ public final class DeviceLink: Sendable {
                 do {
                     port = try SerialPort.open(path: path, configuration: configuration)
                 } catch {
+                    decidedAt = ContinuousClock.now
                     actions += machine.openFailed(error)
                     continue
                 }
@@ -133,7 +139,10 @@ public final class DeviceLink: Sendable {
                 let cause = readUntilGone(port, buffer, beat: beat, handler)
                 shared.withLock { $0.port = nil }
                 port.close()
-                if let cause { actions += machine.disconnected(cause) }
+                if let cause {
+                    decidedAt = ContinuousClock.now
+                    actions += machine.disconnected(cause)
+                }
             }
         }
     }

@@ -41,10 +41,16 @@ final class LinkRecorder: Sendable {
 
 @Suite("Device link: reconnect with backoff over real ptys")
 struct DeviceLinkTests {
-    @Test("a link to a path that appears later connects, survives unplug, and reconnects on replug")
-    func reconnectsWhenPathAppears() async throws {
+    /// A fresh directory for a test's followed path (a symbolic link to the current pty).
+    static func scratchDirectory() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itb-link-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test("a link to a path that appears later connects, survives unplug, and reconnects on replug")
+    func reconnectsWhenPathAppears() async throws {
+        let dir = try Self.scratchDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let linkPath = dir.appendingPathComponent("programmer").path
 
@@ -142,5 +148,43 @@ struct DeviceLinkTests {
         #expect(await recorder.wait { $0.states.last?.hasPrefix("busy") == true })
         holder.close()
         #expect(await recorder.wait { $0.states.last == "connected" })
+    }
+
+    @Test("the backoff after an unplug counts from the loss: a handler that takes its time over the lost state (the core fsyncs link_lost there) does not delay the reopen by that time")
+    func backoffCountsFromTheLoss() async throws {
+        let dir = try Self.scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let linkPath = dir.appendingPathComponent("programmer").path
+        var pty = try PseudoTerminal()
+        try FileManager.default.createSymbolicLink(atPath: linkPath, withDestinationPath: pty.slavePath)
+
+        // A backoff of 300 ms and a handler that spends 400 ms on the disconnected state: counted
+        // from the end of the handler the reopen would come at least 700 ms after the loss.
+        let backoff = Duration.milliseconds(300), handlerWork = Duration.milliseconds(400)
+        let recorder = LinkRecorder()
+        let connectedAt = Mutex<[ContinuousClock.Instant]>([])
+        let link = DeviceLink(path: linkPath, backoff: .init(initial: backoff, maximum: backoff))
+        link.start { event in
+            recorder.handle(event)
+            guard case .state(let state) = event else { return }
+            if state.description == "connected" { connectedAt.withLock { $0.append(.now) } }
+            if state.description.hasPrefix("disconnected") { Thread.sleep(forTimeInterval: handlerWork / .seconds(1)) }
+        }
+        defer { link.stop() }
+        #expect(await recorder.wait { $0.states.last == "connected" })
+
+        // Unplug, and at once a new pty behind the same path.
+        let unplugged = ContinuousClock.now
+        pty.close()
+        pty = try PseudoTerminal()
+        try FileManager.default.removeItem(atPath: linkPath)
+        try FileManager.default.createSymbolicLink(atPath: linkPath, withDestinationPath: pty.slavePath)
+        #expect(await recorder.wait { _ in connectedAt.withLock { $0.count } == 2 })
+        let took = try #require(connectedAt.withLock { $0.last }) - unplugged
+        #expect(took >= backoff, "reopened after \(took), before the backoff of \(backoff) was over")
+        #expect(took < backoff + handlerWork - .milliseconds(50), "reopened after \(took): the handler's \(handlerWork) was added to the backoff of \(backoff)")
+        #expect(recorder.states.contains { $0.hasPrefix("disconnected") })
+        link.stop()
+        pty.close()
     }
 }
