@@ -2,7 +2,7 @@
 # The proof run (issue 8): every performance figure and every fault test at full size, in one
 # command, against release builds. Its report is what BENCHMARKS.md records.
 #
-#   scripts/proof.sh                  # everything, full size (about 25 minutes on 2 cores)
+#   scripts/proof.sh                  # everything, full size (80 minutes on 2 cores, 2026-12-02: BENCHMARKS.md)
 #   PROOF_BENCH_FLAGS=--quick scripts/proof.sh   # the same, small (a smoke run, ~5 minutes)
 #
 # 1. builds itb-bridged and itbctl in release, and the live benchmark (Benchmarks/ package);
