@@ -7,6 +7,7 @@ own journal-commit histogram (`itb_journal_write_seconds` in /metrics) over the 
 
     swift build -c release --product itb-bridged
     scripts/profile-live-path.py --daemon .build/release/itb-bridged [--frames 2000] [--rate 100]
+    scripts/profile-live-path.py --daemon .build/release/itb-bridged --mallocs   # heap allocations per frame
 
 Prints the share of the daemon's CPU time in each stage of the path (decode, rules, the journal commit
 on the link thread, the queued snapshot write off it, SQLite in both, publish, rendering, the event loop's write), CPU time per frame, the journal
@@ -50,6 +51,9 @@ def main():
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--out", help="keep perf's data file here")
+    parser.add_argument("--mallocs", action="store_true",
+                        help="count calls of libc's malloc per thread instead of sampling CPU time (a uprobe): "
+                             "over the frames, and over as long a window with no frames")
     args = parser.parse_args()
     if not shutil.which("perf"):
         sys.exit("profile-live-path: perf is not installed (apt-get install linux-perf)")
@@ -121,19 +125,15 @@ def main():
             text += chunk
         found = re.search(rb"^" + name.encode() + rb"(?:\{[^}]*\})? ([0-9.e+-]+)$", text, re.M)
         return float(found.group(1)) if found else 0.0
+    if args.mallocs:
+        count_mallocs(args, daemon, send, drain, now, received)
+        return
     commit_sum0, commit_count0 = metric("itb_journal_write_seconds_sum"), metric("itb_journal_write_seconds_count")
     cpu0 = sum(int(x) for x in open(f"/proc/{daemon.pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
     recorder = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4999", "--call-graph", "dwarf,16384",
                                  "-p", str(daemon.pid), "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)
-    interval = 1.0 / args.rate
-    next_at = time.time()
-    for i in range(args.frames):
-        send(mv.T_PUMP_STATUS, {"device_time_ms": now + i * 10, "daily_dose_ug_x10": 4000, "concentration_ug_per_ml": 2000,
-                                "active_alarm_mask": i & 0xFF, "pump_state": 0, "dosing_mode": 0, "link_quality_pct": 90})
-        next_at += interval
-        drain(max(0.0, next_at - time.time()))
-    drain(2)
+    feed(args, send, drain, now)
     recorder.send_signal(signal.SIGINT)
     recorder.wait(120)
     cpu_ticks = sum(int(x) for x in open(f"/proc/{daemon.pid}/stat").read().rsplit(")", 1)[1].split()[11:13]) - cpu0
@@ -176,6 +176,65 @@ def main():
                      for label, share in shares.items()))
     if not args.out:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def feed(args, send, drain, now):
+    """Sends args.frames distinct PUMP_STATUS frames at args.rate, then drains the line for 2 s."""
+    interval = 1.0 / args.rate
+    next_at = time.time()
+    for i in range(args.frames):
+        send(mv.T_PUMP_STATUS, {"device_time_ms": now + i * 10, "daily_dose_ug_x10": 4000, "concentration_ug_per_ml": 2000,
+                                "active_alarm_mask": i & 0xFF, "pump_state": 0, "dosing_mode": 0, "link_quality_pct": 90})
+        next_at += interval
+        drain(max(0.0, next_at - time.time()))
+    drain(2)
+
+
+def count_mallocs(args, daemon, send, drain, now, received):
+    """Counts libc malloc calls per thread of the daemon (a perf uprobe) over the frames, and over a
+    window as long with no frames, and prints the difference per frame: the live path's heap
+    allocations (Swift's allocations go through malloc too)."""
+    libc = next((line.split()[-1] for line in open(f"/proc/{daemon.pid}/maps") if re.search(r"/libc\.so\.6$", line.strip())), None)
+    if not libc:
+        sys.exit("profile-live-path: the daemon maps no libc.so.6")
+    listed = subprocess.run(["perf", "probe", "-l"], capture_output=True, text=True).stdout
+    if "probe_libc:malloc" not in listed:
+        made = subprocess.run(["perf", "probe", "-x", libc, "malloc"], capture_output=True, text=True)
+        if made.returncode != 0 and "already exists" not in made.stderr:
+            sys.exit("profile-live-path: perf probe on malloc failed: " + made.stderr.strip())
+    window = args.frames / args.rate + 2
+
+    def counted(action):
+        stat = subprocess.Popen(["perf", "stat", "-e", "probe_libc:malloc", "--per-thread", "-x", ",", "-p", str(daemon.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        action()
+        stat.send_signal(signal.SIGINT)
+        _, err = stat.communicate(timeout=60)
+        per_thread = {}
+        for line in err.splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[0].strip() and fields[1].strip().isdigit():
+                name = re.sub(r"-\d+$", "", fields[0].strip())
+                per_thread[name] = per_thread.get(name, 0) + int(fields[1])
+        return per_thread
+
+    idle = counted(lambda: drain(window))
+    busy_received = received[0]
+    busy = counted(lambda: feed(args, send, drain, now))
+    delivered = received[0] - busy_received
+    print(f"frames sent: {args.frames} at {args.rate:g}/s; status events received by the subscriber: {delivered}")
+    print(f"malloc calls per thread, over the frames and over {window:.0f} s with none (perf uprobe on {libc}):")
+    total_busy, total_idle = sum(busy.values()), sum(idle.values())
+    for name in sorted(set(busy) | set(idle), key=lambda n: -(busy.get(n, 0) - idle.get(n, 0))):
+        b, i = busy.get(name, 0), idle.get(name, 0)
+        print(f"  {name:24} {b:9d} with frames  {i:9d} without  {(b - i) / args.frames:8.2f} per frame")
+    per_frame = (total_busy - total_idle) / args.frames
+    print(f"all threads: {total_busy} with frames, {total_idle} without: {per_frame:.2f} malloc calls per frame")
+    print(f"FIGURE perf.live_path_mallocs: frames={args.frames} rate={args.rate:g} received={delivered} "
+          f"mallocs_with_frames={total_busy} mallocs_without={total_idle} mallocs_per_frame={per_frame:.2f}")
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(120)
 
 
 if __name__ == "__main__":
