@@ -53,7 +53,7 @@ def main():
     parser.add_argument("--out", help="keep perf's data file here")
     parser.add_argument("--mallocs", action="store_true",
                         help="count calls of libc's malloc per thread instead of sampling CPU time (a uprobe): "
-                             "over the frames, and over as long a window with no frames")
+                             "over the frames, and over as long a window with no frames (no perf data file: --out is not used)")
     args = parser.parse_args()
     if not shutil.which("perf"):
         sys.exit("profile-live-path: perf is not installed (apt-get install linux-perf)")
@@ -127,6 +127,7 @@ def main():
         return float(found.group(1)) if found else 0.0
     if args.mallocs:
         count_mallocs(args, daemon, send, drain, now, received)
+        shutil.rmtree(work, ignore_errors=True)
         return
     commit_sum0, commit_count0 = metric("itb_journal_write_seconds_sum"), metric("itb_journal_write_seconds_count")
     cpu0 = sum(int(x) for x in open(f"/proc/{daemon.pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
